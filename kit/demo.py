@@ -1,0 +1,32 @@
+"""`make demo`: the whole job on the bundled real sample, offline.
+
+Installs data/sample/digit-recognizer-sample.zip into data/demo/ (the same checked, atomic
+install as `kit data --zip`), trains the default preset into models/demo/, and writes
+submissions/demo/submission.csv. The user's data/*.csv, models/latest and
+submissions/submission.csv are never touched.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .config import make_config
+from .train import log, train_run
+
+SAMPLE_ZIP = Path(__file__).resolve().parent.parent / "data" / "sample" / "digit-recognizer-sample.zip"
+DEMO_DATA = Path("data/demo")
+DEMO_MODELS = Path("models/demo")
+DEMO_SUBMISSION = Path("submissions/demo/submission.csv")
+DEMO_EPOCHS = 15
+
+
+def run_demo(epochs: int | None = None, seed: int | None = None) -> None:
+    from .kaggle_io import install_archive
+    from .submit import submit_run
+
+    install_archive(SAMPLE_ZIP, DEMO_DATA)
+    config = make_config("default", epochs=epochs or DEMO_EPOCHS, seed=seed)
+    run_dir = train_run(config, DEMO_DATA / "train.csv", DEMO_MODELS)
+    submit_run(run_dir, DEMO_DATA / "test.csv", DEMO_SUBMISSION, DEMO_DATA / "sample_submission.csv")
+    log(f"\ndemo done: data in {DEMO_DATA}/, model in {run_dir}/, submission in {DEMO_SUBMISSION}")
+    log("with the real competition files: make data && make train && make submit")

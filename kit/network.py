@@ -1,0 +1,173 @@
+"""A network is a stack of layers plus the fused softmax cross-entropy; a Model is one or more
+networks (an ensemble) with the config that built them, saved to and loaded from one .npz.
+
+    Network.forward(x (batch, 784) float32, training) -> logits (batch, 10)
+    Network.backward() after loss(...) -> fills every layer's grads
+    Model.predict_proba(x) -> mean of the members' softmax, (n, 10)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from . import layers as L
+from .config import Config
+from .data import IMAGE_SIDE, N_CLASSES, N_PIXELS
+from .errors import KitError
+from .files import atomic_path
+from .losses import SoftmaxCrossEntropy, softmax
+
+MODEL_FORMAT = 1
+
+
+class Network:
+    def __init__(self, layers: list[L.Layer], label_smoothing: float = 0.0) -> None:
+        self.layers = layers
+        self.loss_fn = SoftmaxCrossEntropy(label_smoothing)
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        for layer in self.layers:
+            x = layer.forward(x, training)
+        return x
+
+    def loss(self, logits: np.ndarray, labels: np.ndarray) -> float:
+        return self.loss_fn.forward(logits, labels)
+
+    def backward(self) -> None:
+        grad = self.loss_fn.backward()
+        for layer in reversed(self.layers):
+            grad = layer.backward(grad)
+            if grad is None:
+                break
+
+    def optimizer_slots(self) -> list[tuple[np.ndarray, np.ndarray, bool]]:
+        """(param, grad, decay) for every trainable array; only weight matrices / kernels decay."""
+        return [
+            (layer.params[name], layer.grads[name], name == "w")
+            for layer in self.layers
+            for name in layer.params
+        ]
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Every array needed to predict: parameters and buffers, keyed 'layer index.name'."""
+        out = {}
+        for i, layer in enumerate(self.layers):
+            for name, value in {**layer.params, **layer.buffers}.items():
+                out[f"{i}.{name}"] = value
+        return out
+
+    def copy_state(self) -> dict[str, np.ndarray]:
+        return {k: v.copy() for k, v in self.state().items()}
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        for key, target in self.state().items():
+            if key not in state or state[key].shape != target.shape:
+                raise KitError(f"model file does not match its config (array {key}); train the model again")
+            target[...] = state[key]
+
+    def predict_proba(self, x: np.ndarray, batch_size: int = 4096) -> np.ndarray:
+        """Softmax probabilities (n, 10) of float32 inputs (n, 784), evaluated in large batches."""
+        out = np.empty((len(x), N_CLASSES), dtype=np.float32)
+        for start in range(0, len(x), batch_size):
+            logits = self.forward(x[start:start + batch_size], training=False)
+            out[start:start + batch_size] = softmax(logits)
+        return out
+
+
+def build_network(config: Config, rng: np.random.Generator, dtype=np.float32) -> Network:
+    """The architecture a config describes, with He-initialised weights drawn from `rng`."""
+    activation = L.ACTIVATIONS[config.activation]
+    layers: list[L.Layer] = []
+    n_in = N_PIXELS
+    if config.arch == "cnn":
+        channels_in, side = 1, IMAGE_SIDE
+        layers.append(L.Reshape((1, IMAGE_SIDE, IMAGE_SIDE)))
+        for channels in config.conv_channels:
+            layers.append(L.Conv2D(channels_in, channels, 3, rng, padding=1,
+                                   input_grad=channels_in != 1, dtype=dtype))
+            if config.batch_norm:
+                layers.append(L.BatchNorm(channels, dtype=dtype))
+            layers.append(activation())
+            layers.append(L.MaxPool2D(2))
+            channels_in, side = channels, side // 2
+        layers.append(L.Flatten())
+        n_in = channels_in * side * side
+    first = config.arch == "mlp"
+    for width in config.hidden:
+        layers.append(L.Dense(n_in, width, rng, input_grad=not first, dtype=dtype))
+        if config.batch_norm:
+            layers.append(L.BatchNorm(width, dtype=dtype))
+        layers.append(activation())
+        if config.dropout:
+            layers.append(L.Dropout(config.dropout, rng))
+        n_in, first = width, False
+    layers.append(L.Dense(n_in, N_CLASSES, rng, input_grad=not first, dtype=dtype))
+    return Network(layers, label_smoothing=config.label_smoothing)
+
+
+class Model:
+    """One or more trained networks of one config; predictions average their probabilities."""
+
+    def __init__(self, config: Config, members: list[Network], meta: dict | None = None) -> None:
+        self.config = config
+        self.members = members
+        self.meta = meta or {}
+
+    def predict_proba(self, x: np.ndarray, tta: bool | None = None) -> np.ndarray:
+        """Mean softmax (n, 10) over members (and, with test-time augmentation, over shifts)."""
+        tta = self.config.tta if tta is None else tta
+        if tta:
+            from .augment import tta_views
+
+            views = tta_views(x)
+        else:
+            views = [x]
+        total = np.zeros((len(x), N_CLASSES), dtype=np.float32)
+        for member in self.members:
+            for view in views:
+                total += member.predict_proba(view, self.config.eval_batch_size)
+        total /= len(self.members) * len(views)
+        return total
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.predict_proba(x).argmax(axis=1)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the model atomically as .npz (no pickles): config, meta and every member's arrays."""
+        arrays: dict[str, np.ndarray] = {
+            "format": np.array(MODEL_FORMAT),
+            "config_json": np.array(self.config.to_json()),
+            "meta_json": np.array(json.dumps(self.meta)),
+            "n_members": np.array(len(self.members)),
+        }
+        for m, member in enumerate(self.members):
+            for key, value in member.state().items():
+                arrays[f"m{m}/{key}"] = value
+        with atomic_path(path) as tmp:
+            np.savez(tmp, **arrays)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Model":
+        path = Path(path)
+        if not path.exists():
+            raise KitError(f"{path}: no model there; run `make train` first (or give MODEL=path/to/model.npz)")
+        try:
+            with np.load(path, allow_pickle=False) as stored:
+                arrays = {k: stored[k] for k in stored.files}
+            config = Config.from_dict(json.loads(str(arrays["config_json"])))
+            meta = json.loads(str(arrays["meta_json"]))
+            n_members = int(arrays["n_members"])
+        except (OSError, ValueError, KeyError) as error:
+            raise KitError(f"{path}: not a model file this kit can read ({error}); train again") from None
+        rng = np.random.default_rng(0)  # weights are overwritten by the stored ones
+        members = []
+        for m in range(n_members):
+            network = build_network(config, rng)
+            prefix = f"m{m}/"
+            network.load_state({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
+            members.append(network)
+        return cls(config, members, meta)

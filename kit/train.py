@@ -1,0 +1,344 @@
+"""The training loop: epochs of shuffled mini-batches, validation after each epoch, the best
+epoch's weights kept (copied on improvement, restored at the end, saved on Ctrl-C), optional
+early stopping, refit and ensembles, and the run written to `models/<run-id>/`.
+
+A run folder holds:
+    model.npz      every array needed to predict, plus the config (np.load(allow_pickle=False))
+    config.json    the full resolved Config
+    history.csv    epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds (per member)
+    metrics.json   best epoch, validation accuracy and loss, per-class accuracy, confusion matrix
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .config import Config
+from .data import N_CLASSES, class_counts, load_train, stratified_split, to_float
+from .errors import KitError
+from .files import atomic_open
+from .network import Model, Network, build_network
+from .optim import OPTIMIZERS, SCHEDULES
+
+HISTORY_FIELDS = ["member", "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
+
+
+def log(message: str = "") -> None:
+    """Print a line without breaking the progress bars."""
+    tqdm.write(message, file=sys.stdout)
+
+
+@dataclass
+class FitResult:
+    network: Network
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0  # 1-based; 0 when no epoch finished
+    interrupted: bool = False
+
+
+def evaluate(network: Network, x: np.ndarray, y: np.ndarray, batch_size: int = 4096) -> tuple[float, float, np.ndarray]:
+    """(mean cross-entropy, accuracy, probabilities (n, 10)) of a network on float32 x (n, 784)."""
+    probs = network.predict_proba(x, batch_size)
+    picked = probs[np.arange(len(y)), y]
+    loss = float(-np.mean(np.log(np.maximum(picked, 1e-12))))
+    accuracy = float(np.mean(probs.argmax(axis=1) == y))
+    return loss, accuracy, probs
+
+
+def fit(
+    config: Config,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray | None,
+    y_val: np.ndarray | None,
+    rng: np.random.Generator,
+    n_epochs: int | None = None,
+    member: int = 0,
+    label: str = "",
+) -> FitResult:
+    """Train one network from scratch. With validation data, the returned network holds the best
+    epoch's weights (highest val accuracy, ties to lower val loss); without, the last epoch's.
+
+    x_*: (n, 784) float32 in [0, 1]; y_*: (n,) integer labels. Ctrl-C ends training early and
+    returns what was best so far (interrupted=True)."""
+    n_epochs = n_epochs or config.epochs
+    network = build_network(config, rng)
+    optimizer = OPTIMIZERS[config.optimizer](
+        network.optimizer_slots(), weight_decay=config.weight_decay, momentum=config.momentum,
+        grad_clip=config.grad_clip,
+    )
+    schedule = SCHEDULES[config.schedule](config.lr, n_epochs, config.warmup_epochs)
+    has_val = x_val is not None and len(x_val) > 0
+    n_rows, batch_size = len(x_train), config.batch_size
+    n_batches = math.ceil(n_rows / batch_size)
+    batch_x = np.empty((batch_size, x_train.shape[1]), dtype=np.float32)
+    augmented = np.empty_like(batch_x)
+    if config.augment:
+        from .augment import augment_batch
+
+    result = FitResult(network=network)
+    best_key, best_state, since_best = None, None, 0
+    epochs_bar = tqdm(range(1, n_epochs + 1), desc=f"{label}epochs", unit="epoch", disable=None, leave=False)
+    try:
+        for epoch in epochs_bar:
+            started = time.perf_counter()
+            order = rng.permutation(n_rows)
+            loss_sum = correct = 0.0
+            batches = tqdm(range(n_batches), desc=f"epoch {epoch}", unit="batch", disable=None, leave=False)
+            for b in batches:
+                idx = order[b * batch_size:(b + 1) * batch_size]
+                xb = np.take(x_train, idx, axis=0, out=batch_x[:len(idx)])
+                if config.augment:
+                    xb = augment_batch(xb, rng, config.max_shift, config.max_rotate, config.max_scale,
+                                       out=augmented[:len(idx)])
+                yb = y_train[idx]
+                logits = network.forward(xb, training=True)
+                correct += int(np.count_nonzero(logits.argmax(axis=1) == yb))
+                loss_sum += network.loss(logits, yb) * len(idx)
+                network.backward()
+                lr = schedule.lr(epoch - 1 + b / n_batches)
+                optimizer.step(lr)
+                if batches.disable is False and b % 20 == 0:
+                    seen = b * batch_size + len(idx)
+                    batches.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}", refresh=False)
+            batches.close()
+            train_loss, train_acc = loss_sum / n_rows, correct / n_rows
+            if not np.isfinite(train_loss):
+                raise KitError(
+                    f"training diverged in epoch {epoch} (loss {train_loss}); lower the learning rate (LR=) "
+                    f"from {config.lr} or pick another optimizer"
+                )
+            row = dict(member=member, epoch=epoch, train_loss=train_loss, train_acc=train_acc,
+                       val_loss=float("nan"), val_acc=float("nan"), lr=lr)
+            if has_val:
+                val_loss, val_acc, _ = evaluate(network, x_val, y_val, config.eval_batch_size)
+                row.update(val_loss=val_loss, val_acc=val_acc)
+                schedule.end_epoch(val_loss)
+                key = (val_acc, -val_loss)
+                if best_key is None or key > best_key:
+                    best_key, best_state, since_best = key, network.copy_state(), 0
+                    result.best_epoch = epoch
+                else:
+                    since_best += 1
+            else:
+                result.best_epoch = epoch
+            row["seconds"] = time.perf_counter() - started
+            result.history.append(row)
+            log(format_epoch(row, n_epochs, best=result.best_epoch == epoch and has_val))
+            if config.patience and since_best >= config.patience:
+                log(f"early stop: no better validation accuracy for {config.patience} epochs")
+                break
+    except KeyboardInterrupt:
+        result.interrupted = True
+        log("interrupted: keeping the best epoch so far")
+    finally:
+        epochs_bar.close()
+    if best_state is not None:
+        network.load_state(best_state)
+    return result
+
+
+def format_epoch(row: dict, n_epochs: int, best: bool) -> str:
+    text = (f"epoch {row['epoch']:>3}/{n_epochs}  loss {row['train_loss']:.4f}  acc {row['train_acc']:.4f}")
+    if not math.isnan(row["val_acc"]):
+        text += f"  val_loss {row['val_loss']:.4f}  val_acc {row['val_acc']:.4f}"
+    text += f"  lr {row['lr']:.2e}  {row['seconds']:.1f}s"
+    return text + ("  *" if best else "")
+
+
+# --------------------------------------------------------------------------- a whole run
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """(10, 10) counts: rows are true labels, columns predictions."""
+    matrix = np.zeros((N_CLASSES, N_CLASSES), dtype=np.int64)
+    np.add.at(matrix, (y_true.astype(np.int64), y_pred.astype(np.int64)), 1)
+    return matrix
+
+
+def new_run_id(config: Config, model_dir: Path) -> str:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = f"{stamp}-{config.preset}-s{config.seed}"
+    run_id, n = base, 1
+    while (model_dir / run_id).exists():
+        n += 1
+        run_id = f"{base}-{n}"
+    return run_id
+
+
+def train_run(config: Config, train_path: str | os.PathLike, model_dir: str | os.PathLike = "models") -> Path:
+    """Train as the config says on train.csv and save the run; returns the run folder."""
+    total_started = time.perf_counter()
+    model_dir = Path(model_dir)
+    rng = np.random.default_rng(config.seed)
+    dataset = load_train(train_path)
+    x_all, y_all = to_float(dataset.x), dataset.y.astype(np.int64)
+    train_idx, val_idx = stratified_split(y_all, config.val_fraction, rng)
+    x_train, y_train = x_all[train_idx], y_all[train_idx]
+    x_val, y_val = x_all[val_idx], y_all[val_idx]
+    log(f"data: {len(y_all)} rows from {train_path}; train {len(y_train)}, validation {len(y_val)}")
+    log(f"  train class counts: {class_counts(y_train).tolist()}")
+    if len(y_val):
+        log(f"  val   class counts: {class_counts(y_val).tolist()}")
+    log(f"config: preset {config.preset}, {describe(config)}")
+
+    members, history, member_metrics = [], [], []
+    interrupted = False
+    for m, member_rng in enumerate(rng.spawn(config.ensemble)):
+        label = f"member {m + 1}/{config.ensemble} " if config.ensemble > 1 else ""
+        if label:
+            log(f"--- {label.strip()}")
+        result = fit(config, x_train, y_train, x_val, y_val, member_rng, member=m, label=label)
+        history += result.history
+        interrupted = result.interrupted
+        if result.best_epoch == 0:
+            break
+        member_metrics.append({"member": m, "best_epoch": result.best_epoch})
+        if len(y_val):
+            val_loss, val_acc, _ = evaluate(result.network, x_val, y_val, config.eval_batch_size)
+            member_metrics[-1].update(val_loss=val_loss, val_accuracy=val_acc)
+        if config.refit and not interrupted and len(y_val):
+            log(f"refit: {result.best_epoch} epochs on all {len(y_all)} rows")
+            refit = fit(config, x_all, y_all, None, None, member_rng, n_epochs=result.best_epoch,
+                        member=m, label=f"{label}refit ")
+            interrupted = refit.interrupted
+            if not interrupted:
+                result.network = refit.network
+                member_metrics[-1]["refit_epochs"] = result.best_epoch
+        members.append(result.network)
+        if interrupted:
+            break
+    if not members:
+        raise KitError("interrupted before the first epoch finished; nothing to save")
+
+    model = Model(config, members)
+    metrics: dict = {
+        "preset": config.preset,
+        "n_train": int(len(y_train)),
+        "n_val": int(len(y_val)),
+        "members": member_metrics,
+        "best_epoch": member_metrics[0]["best_epoch"],
+        "refit": bool(config.refit),
+        "interrupted": interrupted,
+    }
+    if len(y_val):
+        # With refit the members have seen the validation rows: report the pre-refit scores.
+        scored = model if not config.refit else None
+        if scored is not None:
+            probs = model.predict_proba(x_val, tta=False)
+            val_pred = probs.argmax(axis=1)
+            picked = probs[np.arange(len(y_val)), y_val]
+            metrics["val_loss"] = float(-np.mean(np.log(np.maximum(picked, 1e-12))))
+            metrics["val_accuracy"] = float(np.mean(val_pred == y_val))
+            matrix = confusion_matrix(y_val, val_pred)
+            metrics["confusion_matrix"] = matrix.tolist()
+            metrics["per_class_accuracy"] = (np.diag(matrix) / np.maximum(matrix.sum(axis=1), 1)).round(5).tolist()
+        else:
+            metrics["val_accuracy"] = float(np.mean([mm["val_accuracy"] for mm in member_metrics]))
+            metrics["val_loss"] = float(np.mean([mm["val_loss"] for mm in member_metrics]))
+    metrics["seconds"] = round(time.perf_counter() - total_started, 2)
+
+    run_id = new_run_id(config, model_dir)
+    run_dir = model_dir / run_id
+    model.meta = {"run_id": run_id, "preset": config.preset, "val_accuracy": metrics.get("val_accuracy")}
+    save_run(run_dir, model, history, metrics)
+    point_latest(model_dir, run_id)
+    log(summary(run_dir, metrics))
+    if interrupted:
+        raise KeyboardInterrupt  # the CLI turns this into exit 130 after the run is safely saved
+    return run_dir
+
+
+def describe(config: Config) -> str:
+    if config.arch == "cnn":
+        shape = f"cnn conv{list(config.conv_channels)} dense{list(config.hidden)}"
+    else:
+        shape = "784-" + "-".join(str(h) for h in config.hidden) + "-10"
+    extras = [f"{config.optimizer} lr {config.lr} ({config.schedule})", f"batch {config.batch_size}",
+              f"{config.epochs} epochs", f"seed {config.seed}"]
+    if config.augment:
+        extras.append("augment")
+    if config.dropout:
+        extras.append(f"dropout {config.dropout}")
+    if config.batch_norm:
+        extras.append("batch norm")
+    if config.ensemble > 1:
+        extras.append(f"ensemble {config.ensemble}")
+    if config.refit:
+        extras.append("refit")
+    return shape + ", " + ", ".join(extras)
+
+
+def save_run(run_dir: Path, model: Model, history: list[dict], metrics: dict) -> None:
+    """Write the run's four files, each atomically."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_open(run_dir / "history.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=HISTORY_FIELDS)
+        writer.writeheader()
+        for row in history:
+            writer.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()})
+    with atomic_open(run_dir / "config.json", "w") as handle:
+        handle.write(model.config.to_json() + "\n")
+    with atomic_open(run_dir / "metrics.json", "w") as handle:
+        json.dump(metrics, handle, indent=2)
+        handle.write("\n")
+    model.save(run_dir / "model.npz")
+
+
+def point_latest(model_dir: Path, run_id: str) -> None:
+    """Make model_dir/latest a symlink to the run (swapped atomically); a file naming it where links fail."""
+    latest = model_dir / "latest"
+    tmp = model_dir / f".latest.{os.getpid()}"
+    try:
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        os.symlink(run_id, tmp, target_is_directory=True)
+        if latest.exists() and not latest.is_symlink() and latest.is_dir():
+            raise OSError("models/latest is a real folder")
+        os.replace(tmp, latest)
+    except OSError:
+        if tmp.is_symlink():
+            tmp.unlink()
+        with atomic_open(model_dir / "latest.txt", "w") as handle:
+            handle.write(run_id + "\n")
+
+
+def resolve_model(path: str | os.PathLike) -> Path:
+    """A run folder, a model.npz, or models/ (its latest run) -> the model.npz path."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if (path / "model.npz").exists():
+        return path / "model.npz"
+    if (path / "latest" / "model.npz").exists():
+        return path / "latest" / "model.npz"
+    if (path / "latest.txt").exists():
+        return path / (path / "latest.txt").read_text().strip() / "model.npz"
+    raise KitError(f"{path}: no trained model there; run `make train` first (or give MODEL=path/to/run)")
+
+
+def summary(run_dir: Path, metrics: dict) -> str:
+    lines = ["", f"run saved in {run_dir}/ (model.npz, config.json, history.csv, metrics.json)"]
+    lines.append(f"best epoch {metrics['best_epoch']}" + (f" (refit on all rows)" if metrics.get("refit") else ""))
+    if "val_accuracy" in metrics:
+        lines.append(f"validation accuracy {metrics['val_accuracy']:.4f}, loss {metrics['val_loss']:.4f} "
+                     f"on {metrics['n_val']} rows")
+    if "confusion_matrix" in metrics:
+        lines.append("confusion matrix (rows: true label, columns: predicted):")
+        lines.append("      " + " ".join(f"{c:>5}" for c in range(N_CLASSES)))
+        for label, row in enumerate(metrics["confusion_matrix"]):
+            lines.append(f"  {label:>2}  " + " ".join(f"{v:>5}" for v in row))
+    lines.append(f"total {metrics['seconds']:.1f}s")
+    return "\n".join(lines)
