@@ -168,7 +168,7 @@ class Dropout(Layer):
         if not self._active:
             return x
         keep = self._buffer("keep", x.shape, x.dtype)
-        self.rng.random(out=keep)
+        self.rng.random(out=keep, dtype=keep.dtype)
         np.greater_equal(keep, self.rate, out=keep)  # 1.0 where kept
         keep *= 1.0 / (1.0 - self.rate)
         np.multiply(x, keep, out=x)

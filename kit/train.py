@@ -57,6 +57,54 @@ def evaluate(network: Network, x: np.ndarray, y: np.ndarray, batch_size: int = 4
     return loss, accuracy, probs
 
 
+class Trainer:
+    """One network with its optimiser and schedule, and the per-step buffers reused across batches.
+
+    train_epoch() is the hot path: gather a batch from the contiguous float32 array, augment it,
+    forward, fused softmax cross-entropy, backward, in-place optimiser step."""
+
+    def __init__(self, config: Config, n_features: int, n_epochs: int, rng: np.random.Generator) -> None:
+        self.config, self.rng, self.n_epochs = config, rng, n_epochs
+        self.network = build_network(config, rng)
+        self.optimizer = OPTIMIZERS[config.optimizer](
+            self.network.optimizer_slots(), weight_decay=config.weight_decay, momentum=config.momentum,
+            grad_clip=config.grad_clip,
+        )
+        self.schedule = SCHEDULES[config.schedule](config.lr, n_epochs, config.warmup_epochs)
+        self.batch_x = np.empty((config.batch_size, n_features), dtype=np.float32)
+        self.augmented = np.empty_like(self.batch_x)
+        self.lr = config.lr
+
+    def train_epoch(self, epoch: int, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        """One pass over (x (n, 784) float32, y (n,)) in a fresh random order -> (mean loss, accuracy)."""
+        config, network = self.config, self.network
+        batch_size, n_rows = config.batch_size, len(x)
+        n_batches = math.ceil(n_rows / batch_size)
+        order = self.rng.permutation(n_rows)
+        if config.augment:
+            from .augment import augment_batch
+        loss_sum = correct = 0.0
+        batches = tqdm(range(n_batches), desc=f"epoch {epoch}", unit="batch", disable=None, leave=False)
+        for b in batches:
+            idx = order[b * batch_size:(b + 1) * batch_size]
+            xb = np.take(x, idx, axis=0, out=self.batch_x[:len(idx)])
+            if config.augment:
+                xb = augment_batch(xb, self.rng, config.max_shift, config.max_rotate, config.max_scale,
+                                   out=self.augmented[:len(idx)])
+            yb = y[idx]
+            logits = network.forward(xb, training=True)
+            correct += int(np.count_nonzero(logits.argmax(axis=1) == yb))
+            loss_sum += network.loss(logits, yb) * len(idx)
+            network.backward()
+            self.lr = self.schedule.lr(epoch - 1 + b / n_batches)
+            self.optimizer.step(self.lr)
+            if not batches.disable and b % 20 == 0:
+                seen = b * batch_size + len(idx)
+                batches.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}", refresh=False)
+        batches.close()
+        return loss_sum / n_rows, correct / n_rows
+
+
 def fit(
     config: Config,
     x_train: np.ndarray,
@@ -74,77 +122,48 @@ def fit(
     x_*: (n, 784) float32 in [0, 1]; y_*: (n,) integer labels. Ctrl-C ends training early and
     returns what was best so far (interrupted=True)."""
     n_epochs = n_epochs or config.epochs
-    network = build_network(config, rng)
-    optimizer = OPTIMIZERS[config.optimizer](
-        network.optimizer_slots(), weight_decay=config.weight_decay, momentum=config.momentum,
-        grad_clip=config.grad_clip,
-    )
-    schedule = SCHEDULES[config.schedule](config.lr, n_epochs, config.warmup_epochs)
+    trainer = Trainer(config, x_train.shape[1], n_epochs, rng)
+    network = trainer.network
     has_val = x_val is not None and len(x_val) > 0
-    n_rows, batch_size = len(x_train), config.batch_size
-    n_batches = math.ceil(n_rows / batch_size)
-    batch_x = np.empty((batch_size, x_train.shape[1]), dtype=np.float32)
-    augmented = np.empty_like(batch_x)
-    if config.augment:
-        from .augment import augment_batch
-
     result = FitResult(network=network)
     best_key, best_state, since_best = None, None, 0
     epochs_bar = tqdm(range(1, n_epochs + 1), desc=f"{label}epochs", unit="epoch", disable=None, leave=False)
-    try:
-        for epoch in epochs_bar:
-            started = time.perf_counter()
-            order = rng.permutation(n_rows)
-            loss_sum = correct = 0.0
-            batches = tqdm(range(n_batches), desc=f"epoch {epoch}", unit="batch", disable=None, leave=False)
-            for b in batches:
-                idx = order[b * batch_size:(b + 1) * batch_size]
-                xb = np.take(x_train, idx, axis=0, out=batch_x[:len(idx)])
-                if config.augment:
-                    xb = augment_batch(xb, rng, config.max_shift, config.max_rotate, config.max_scale,
-                                       out=augmented[:len(idx)])
-                yb = y_train[idx]
-                logits = network.forward(xb, training=True)
-                correct += int(np.count_nonzero(logits.argmax(axis=1) == yb))
-                loss_sum += network.loss(logits, yb) * len(idx)
-                network.backward()
-                lr = schedule.lr(epoch - 1 + b / n_batches)
-                optimizer.step(lr)
-                if batches.disable is False and b % 20 == 0:
-                    seen = b * batch_size + len(idx)
-                    batches.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}", refresh=False)
-            batches.close()
-            train_loss, train_acc = loss_sum / n_rows, correct / n_rows
-            if not np.isfinite(train_loss):
-                raise KitError(
-                    f"training diverged in epoch {epoch} (loss {train_loss}); lower the learning rate (LR=) "
-                    f"from {config.lr} or pick another optimizer"
-                )
-            row = dict(member=member, epoch=epoch, train_loss=train_loss, train_acc=train_acc,
-                       val_loss=float("nan"), val_acc=float("nan"), lr=lr)
-            if has_val:
-                val_loss, val_acc, _ = evaluate(network, x_val, y_val, config.eval_batch_size)
-                row.update(val_loss=val_loss, val_acc=val_acc)
-                schedule.end_epoch(val_loss)
-                key = (val_acc, -val_loss)
-                if best_key is None or key > best_key:
-                    best_key, best_state, since_best = key, network.copy_state(), 0
-                    result.best_epoch = epoch
+    # Overflow shows up as a non-finite loss, checked after every epoch with a clear message.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        try:
+            for epoch in epochs_bar:
+                started = time.perf_counter()
+                train_loss, train_acc = trainer.train_epoch(epoch, x_train, y_train)
+                if not np.isfinite(train_loss):
+                    raise KitError(
+                        f"training diverged in epoch {epoch} (loss {train_loss}); lower the learning rate "
+                        f"(LR=) from {config.lr} or pick another optimizer"
+                    )
+                row = dict(member=member, epoch=epoch, train_loss=train_loss, train_acc=train_acc,
+                           val_loss=float("nan"), val_acc=float("nan"), lr=trainer.lr)
+                if has_val:
+                    val_loss, val_acc, _ = evaluate(network, x_val, y_val, config.eval_batch_size)
+                    row.update(val_loss=val_loss, val_acc=val_acc)
+                    trainer.schedule.end_epoch(val_loss)
+                    key = (val_acc, -val_loss)
+                    if best_key is None or key > best_key:
+                        best_key, best_state, since_best = key, network.copy_state(), 0
+                        result.best_epoch = epoch
+                    else:
+                        since_best += 1
                 else:
-                    since_best += 1
-            else:
-                result.best_epoch = epoch
-            row["seconds"] = time.perf_counter() - started
-            result.history.append(row)
-            log(format_epoch(row, n_epochs, best=result.best_epoch == epoch and has_val))
-            if config.patience and since_best >= config.patience:
-                log(f"early stop: no better validation accuracy for {config.patience} epochs")
-                break
-    except KeyboardInterrupt:
-        result.interrupted = True
-        log("interrupted: keeping the best epoch so far")
-    finally:
-        epochs_bar.close()
+                    result.best_epoch = epoch
+                row["seconds"] = time.perf_counter() - started
+                result.history.append(row)
+                log(format_epoch(row, n_epochs, best=result.best_epoch == epoch and has_val))
+                if config.patience and since_best >= config.patience:
+                    log(f"early stop: no better validation accuracy for {config.patience} epochs")
+                    break
+        except KeyboardInterrupt:
+            result.interrupted = True
+            log("interrupted: keeping the best epoch so far")
+        finally:
+            epochs_bar.close()
     if best_state is not None:
         network.load_state(best_state)
     return result
