@@ -51,10 +51,13 @@ class FitResult:
 def evaluate(network: Network, x: np.ndarray, y: np.ndarray, batch_size: int = 4096) -> tuple[float, float, np.ndarray]:
     """(mean cross-entropy, accuracy, probabilities (n, 10)) of a network on float32 x (n, 784)."""
     probs = network.predict_proba(x, batch_size)
+    return (*score(probs, y), probs)
+
+
+def score(probs: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of probabilities (n, 10) against labels (n,)."""
     picked = probs[np.arange(len(y)), y]
-    loss = float(-np.mean(np.log(np.maximum(picked, 1e-12))))
-    accuracy = float(np.mean(probs.argmax(axis=1) == y))
-    return loss, accuracy, probs
+    return float(-np.mean(np.log(np.maximum(picked, 1e-12)))), float(np.mean(probs.argmax(axis=1) == y))
 
 
 class Trainer:
@@ -187,6 +190,18 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
     return matrix
 
 
+def validation_metrics(probs: np.ndarray, y: np.ndarray) -> dict:
+    """Accuracy, loss, confusion matrix and per-class accuracy of probabilities (n, 10) against labels (n,)."""
+    loss, accuracy = score(probs, y)
+    matrix = confusion_matrix(y, probs.argmax(axis=1))
+    return {
+        "val_accuracy": accuracy,
+        "val_loss": loss,
+        "per_class_accuracy": (np.diag(matrix) / np.maximum(matrix.sum(axis=1), 1)).round(5).tolist(),
+        "confusion_matrix": matrix.tolist(),
+    }
+
+
 def new_run_id(config: Config, model_dir: Path) -> str:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     base = f"{stamp}-{config.preset}-s{config.seed}"
@@ -213,7 +228,7 @@ def train_run(config: Config, train_path: str | os.PathLike, model_dir: str | os
         log(f"  val   class counts: {class_counts(y_val).tolist()}")
     log(f"config: preset {config.preset}, {describe(config)}")
 
-    members, history, member_metrics = [], [], []
+    members, history, member_metrics, val_probs = [], [], [], []
     interrupted = False
     for m, member_rng in enumerate(rng.spawn(config.ensemble)):
         label = f"member {m + 1}/{config.ensemble} " if config.ensemble > 1 else ""
@@ -226,8 +241,10 @@ def train_run(config: Config, train_path: str | os.PathLike, model_dir: str | os
             break
         member_metrics.append({"member": m, "best_epoch": result.best_epoch})
         if len(y_val):
-            val_loss, val_acc, _ = evaluate(result.network, x_val, y_val, config.eval_batch_size)
+            # scored before any refit: a refit member has seen the validation rows
+            val_loss, val_acc, probs = evaluate(result.network, x_val, y_val, config.eval_batch_size)
             member_metrics[-1].update(val_loss=val_loss, val_accuracy=val_acc)
+            val_probs.append(probs)
         if config.refit and not interrupted and len(y_val):
             log(f"refit: {result.best_epoch} epochs on all {len(y_all)} rows")
             refit = fit(config, x_all, y_all, None, None, member_rng, n_epochs=result.best_epoch,
@@ -247,26 +264,13 @@ def train_run(config: Config, train_path: str | os.PathLike, model_dir: str | os
         "preset": config.preset,
         "n_train": int(len(y_train)),
         "n_val": int(len(y_val)),
-        "members": member_metrics,
         "best_epoch": member_metrics[0]["best_epoch"],
         "refit": bool(config.refit),
         "interrupted": interrupted,
+        "members": member_metrics,
     }
-    if len(y_val):
-        # With refit the members have seen the validation rows: report the pre-refit scores.
-        scored = model if not config.refit else None
-        if scored is not None:
-            probs = model.predict_proba(x_val, tta=False)
-            val_pred = probs.argmax(axis=1)
-            picked = probs[np.arange(len(y_val)), y_val]
-            metrics["val_loss"] = float(-np.mean(np.log(np.maximum(picked, 1e-12))))
-            metrics["val_accuracy"] = float(np.mean(val_pred == y_val))
-            matrix = confusion_matrix(y_val, val_pred)
-            metrics["confusion_matrix"] = matrix.tolist()
-            metrics["per_class_accuracy"] = (np.diag(matrix) / np.maximum(matrix.sum(axis=1), 1)).round(5).tolist()
-        else:
-            metrics["val_accuracy"] = float(np.mean([mm["val_accuracy"] for mm in member_metrics]))
-            metrics["val_loss"] = float(np.mean([mm["val_loss"] for mm in member_metrics]))
+    if val_probs:
+        metrics.update(validation_metrics(np.mean(val_probs, axis=0), y_val))
     metrics["seconds"] = round(time.perf_counter() - total_started, 2)
 
     run_id = new_run_id(config, model_dir)
