@@ -34,8 +34,9 @@ class Network:
             x = layer.forward(x, training)
         return x
 
-    def loss(self, logits: np.ndarray, labels: np.ndarray) -> float:
-        return self.loss_fn.forward(logits, labels)
+    def loss(self, logits: np.ndarray, labels: np.ndarray, predicted: np.ndarray | None = None) -> float:
+        """Mean loss of logits against labels; `predicted`, when given, receives the argmax of every row."""
+        return self.loss_fn.forward(logits, labels, predicted)
 
     def backward(self) -> None:
         grad = self.loss_fn.backward()
@@ -43,6 +44,27 @@ class Network:
             grad = layer.backward(grad)
             if grad is None:
                 break
+
+    def pack_parameters(self) -> None:
+        """Move every parameter into one contiguous buffer (weights and kernels first, then biases
+        and batch-norm scales) and every gradient into another in the same order; the layers keep
+        views. The optimiser then updates a whole network in a few long array operations
+        (optim.merge_slots). Values are unchanged."""
+        entries = [(layer, name) for layer in self.layers for name in layer.params]
+        entries.sort(key=lambda e: e[1] != "w")  # stable: decayed arrays first, in layer order
+        dtypes = {e[0].params[e[1]].dtype for e in entries}
+        for dtype in dtypes:
+            group = [e for e in entries if e[0].params[e[1]].dtype == dtype]
+            total = sum(layer.params[name].size for layer, name in group)
+            for kind in ("params", "grads"):
+                flat = np.empty(total, dtype=dtype)
+                start = 0
+                for layer, name in group:
+                    old = getattr(layer, kind)[name]
+                    view = flat[start:start + old.size].reshape(old.shape)
+                    view[...] = old
+                    getattr(layer, kind)[name] = view
+                    start += old.size
 
     def optimizer_slots(self) -> list[tuple[np.ndarray, np.ndarray, bool]]:
         """(param, grad, decay) for every trainable array; only weight matrices / kernels decay."""
@@ -106,7 +128,9 @@ def build_network(config: Config, rng: np.random.Generator, dtype=np.float32) ->
             layers.append(L.Dropout(config.dropout, rng))
         n_in, first = width, False
     layers.append(L.Dense(n_in, N_CLASSES, rng, input_grad=not first, dtype=dtype))
-    return Network(layers, label_smoothing=config.label_smoothing)
+    network = Network(layers, label_smoothing=config.label_smoothing)
+    network.pack_parameters()
+    return network
 
 
 class Model:

@@ -1,0 +1,148 @@
+"""Augmentation: identity, exact integer shifts, the direction of rotations and zooms,
+determinism from the seed, range/shape/dtype, and the test-time views."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from kit.augment import augment_batch, shift_images, transform_batch, tta_views
+
+
+def images(n=16, seed=0) -> np.ndarray:
+    return np.random.default_rng(seed).random((n, 784), dtype=np.float32)
+
+
+def bar() -> np.ndarray:
+    """One image: a bright horizontal bar right of the centre (rows 13-14, columns 20-23)."""
+    img = np.zeros((1, 28, 28), dtype=np.float32)
+    img[0, 13:15, 20:24] = 1.0
+    return img.reshape(1, 784)
+
+
+def bright(x: np.ndarray, level: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    return np.nonzero(x.reshape(28, 28) > level)
+
+
+def test_zero_transform_returns_the_input_unchanged():
+    x = images()
+    out = augment_batch(x, np.random.default_rng(0), 0.0, 0.0, 0.0)
+    np.testing.assert_array_equal(out, x)
+    np.testing.assert_array_equal(transform_batch(x, 0, 0, 0, 1), x)
+
+
+@pytest.mark.parametrize("dy,dx", [(1, 0), (0, -1), (3, -2), (-4, 5)])
+def test_integer_shift_moves_pixels_exactly(dy, dx):
+    x = images(4)
+    out = transform_batch(x, dy, dx, 0.0, 1.0)
+    img = x.reshape(4, 28, 28)
+    expected = np.zeros_like(img)
+    expected[:, max(dy, 0):28 + min(dy, 0), max(dx, 0):28 + min(dx, 0)] = \
+        img[:, max(-dy, 0):28 + min(-dy, 0), max(-dx, 0):28 + min(-dx, 0)]
+    np.testing.assert_array_equal(out.reshape(4, 28, 28), expected)
+    np.testing.assert_array_equal(shift_images(x, dy, dx), expected.reshape(4, 784))
+
+
+def test_per_image_parameters():
+    x = np.repeat(bar(), 2, axis=0)
+    out = transform_batch(x, np.array([2.0, 0.0]), np.array([0.0, -3.0]), 0.0, 1.0)
+    ys, xs = bright(out[0])
+    assert (ys.min(), ys.max(), xs.min(), xs.max()) == (15, 16, 20, 23)  # moved down 2
+    ys, xs = bright(out[1])
+    assert (ys.min(), ys.max(), xs.min(), xs.max()) == (13, 14, 17, 20)  # moved left 3
+
+
+def test_rotation_turns_counter_clockwise_about_the_centre():
+    ys, xs = bright(transform_batch(bar(), 0, 0, 90.0, 1.0))
+    # the bar right of the centre is now above it, vertical
+    assert xs.min() >= 13 and xs.max() <= 14
+    assert ys.min() >= 4 and ys.max() <= 7
+    # a full turn is (almost) the identity
+    np.testing.assert_allclose(transform_batch(bar(), 0, 0, 360.0, 1.0), bar(), atol=1e-4)
+
+
+def test_zoom_scales_about_the_centre():
+    ys, xs = bright(transform_batch(bar(), 0, 0, 0.0, 2.0))
+    assert xs.min() >= 26  # 6.5..9.5 px from the centre become 13..19: mostly off the edge
+    assert set(ys) <= {12, 13, 14, 15}
+    ys, xs = bright(transform_batch(bar(), 0, 0, 0.0, 0.5), level=0.25)  # halved: 3.25..4.75 px right
+    assert 16 <= xs.min() and xs.max() <= 19
+    assert set(ys) <= {13, 14}
+
+
+def test_same_seed_same_output_different_seed_different():
+    x = images(32)
+    a = augment_batch(x, np.random.default_rng(7), 2.0, 10.0, 0.1)
+    b = augment_batch(x, np.random.default_rng(7), 2.0, 10.0, 0.1)
+    c = augment_batch(x, np.random.default_rng(8), 2.0, 10.0, 0.1)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert not np.array_equal(a, x)
+
+
+def test_each_image_gets_its_own_transform():
+    x = np.repeat(bar(), 8, axis=0)
+    out = augment_batch(x, np.random.default_rng(0), 2.0, 10.0, 0.1)
+    assert len({row.tobytes() for row in out}) == 8
+
+
+def test_batch_is_the_same_as_one_image_at_a_time():
+    """Vectorisation must not mix images: each row equals transforming that row alone."""
+    x = images(5)
+    rng = np.random.default_rng(3)
+    sy, sx, ang, sc = rng.uniform(-2, 2, 5), rng.uniform(-2, 2, 5), rng.uniform(-10, 10, 5), rng.uniform(0.9, 1.1, 5)
+    batch = transform_batch(x, sy, sx, ang, sc)
+    for i in range(5):
+        np.testing.assert_allclose(batch[i:i + 1], transform_batch(x[i:i + 1], sy[i], sx[i], ang[i], sc[i]), atol=1e-6)
+
+
+def test_range_shape_dtype_and_out():
+    x = images(20)
+    out = np.empty_like(x)
+    result = augment_batch(x, np.random.default_rng(1), 3.0, 15.0, 0.2, out=out)
+    assert result is out
+    assert out.shape == x.shape and out.dtype == np.float32
+    assert out.min() >= 0.0 and out.max() <= 1.0
+    # in place works too, and gives the same
+    y = x.copy()
+    augment_batch(y, np.random.default_rng(1), 3.0, 15.0, 0.2, out=y)
+    np.testing.assert_array_equal(y, out)
+    # a non-contiguous out is filled, not silently copied
+    wide = np.zeros((40, 784), dtype=np.float32)
+    augment_batch(x, np.random.default_rng(1), 3.0, 15.0, 0.2, out=wide[::2])
+    np.testing.assert_array_equal(wide[::2], out)
+    # the last partial batch of an epoch (a smaller n) works
+    assert augment_batch(x[:3], np.random.default_rng(1), 2.0, 10.0, 0.1).shape == (3, 784)
+
+
+def test_small_transforms_keep_most_of_the_ink():
+    x = np.zeros((64, 28, 28), dtype=np.float32)
+    x[:, 8:20, 8:20] = 1.0  # ink well inside the frame
+    out = augment_batch(x.reshape(64, 784), np.random.default_rng(2), 2.0, 10.0, 0.1)
+    ratio = out.sum(axis=1) / x.reshape(64, 784).sum(axis=1)
+    assert np.all(ratio > 0.75) and np.all(ratio < 1.3)
+
+
+def test_tta_views():
+    x = images(6)
+    views = tta_views(x)
+    assert len(views) == 5
+    assert all(v.shape == x.shape and v.dtype == x.dtype for v in views)
+    np.testing.assert_array_equal(views[0], x)
+    shifted = {v.tobytes() for v in views[1:]}
+    assert len(shifted) == 4 and x.tobytes() not in shifted
+    # each is a one-pixel shift
+    img = x.reshape(6, 28, 28)
+    candidates = [shift_images(x, dy, dx) for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0))]
+    for v in views[1:]:
+        assert any(np.array_equal(v, c) for c in candidates)
+    np.testing.assert_array_equal(shift_images(x, 0, 1).reshape(6, 28, 28)[:, :, 1:], img[:, :, :-1])
+
+
+def test_large_batches_go_in_exact_parts():
+    x = images(4100, seed=4)
+    sy = np.tile([1.0, -2.0], 2050)
+    out = transform_batch(x, sy, 0.0, 0.0, 1.0)
+    np.testing.assert_array_equal(out[4098], shift_images(x[4098:4099], 1, 0)[0])
+    np.testing.assert_array_equal(out[4099], shift_images(x[4099:4100], -2, 0)[0])
+    np.testing.assert_array_equal(out[1], shift_images(x[1:2], -2, 0)[0])
