@@ -64,7 +64,9 @@ class Trainer:
     """One network with its optimiser and schedule, and the per-step buffers reused across batches.
 
     train_epoch() is the hot path: gather a batch from the contiguous float32 array, augment it,
-    forward, fused softmax cross-entropy, backward, in-place optimiser step."""
+    forward, fused softmax cross-entropy, backward, in-place optimiser step. Per batch it does
+    no bookkeeping beyond that: the labels are put in the epoch's order once (a batch's labels
+    are a slice), predictions go into one array and are counted once at the end."""
 
     def __init__(self, config: Config, n_features: int, n_epochs: int, rng: np.random.Generator) -> None:
         self.config, self.rng, self.n_epochs = config, rng, n_epochs
@@ -76,35 +78,44 @@ class Trainer:
         self.schedule = SCHEDULES[config.schedule](config.lr, n_epochs, config.warmup_epochs)
         self.batch_x = np.empty((config.batch_size, n_features), dtype=np.float32)
         self.augmented = np.empty_like(self.batch_x)
+        self.predicted = np.empty(0, dtype=np.intp)
         self.lr = config.lr
 
     def train_epoch(self, epoch: int, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         """One pass over (x (n, 784) float32, y (n,)) in a fresh random order -> (mean loss, accuracy)."""
-        config, network = self.config, self.network
+        config, network, optimizer, schedule = self.config, self.network, self.optimizer, self.schedule
         batch_size, n_rows = config.batch_size, len(x)
         n_batches = math.ceil(n_rows / batch_size)
         order = self.rng.permutation(n_rows)
+        y_order = np.take(y, order)
+        if len(self.predicted) != n_rows:
+            self.predicted = np.empty(n_rows, dtype=np.intp)
+        predicted = self.predicted
+        augment = None
         if config.augment:
-            from .augment import augment_batch
-        loss_sum = correct = 0.0
+            from .augment import augment_batch as augment
+        loss_sum, correct, counted = 0.0, 0, 0
         batches = tqdm(range(n_batches), desc=f"epoch {epoch}", unit="batch", disable=None, leave=False)
         for b in batches:
-            idx = order[b * batch_size:(b + 1) * batch_size]
-            xb = np.take(x, idx, axis=0, out=self.batch_x[:len(idx)])
-            if config.augment:
-                xb = augment_batch(xb, self.rng, config.max_shift, config.max_rotate, config.max_scale,
-                                   out=self.augmented[:len(idx)])
-            yb = y[idx]
+            start = b * batch_size
+            stop = min(start + batch_size, n_rows)
+            # the indices are valid, and mode="clip" spares take() its bounds-checked extra copy
+            xb = np.take(x, order[start:stop], axis=0, out=self.batch_x[:stop - start], mode="clip")
+            if augment is not None:
+                xb = augment(xb, self.rng, config.max_shift, config.max_rotate, config.max_scale,
+                             out=self.augmented[:stop - start])
+            yb = y_order[start:stop]
             logits = network.forward(xb, training=True)
-            correct += int(np.count_nonzero(logits.argmax(axis=1) == yb))
-            loss_sum += network.loss(logits, yb) * len(idx)
+            loss_sum += network.loss(logits, yb, predicted[start:stop]) * (stop - start)
             network.backward()
-            self.lr = self.schedule.lr(epoch - 1 + b / n_batches)
-            self.optimizer.step(self.lr)
+            self.lr = schedule.lr(epoch - 1 + b / n_batches)
+            optimizer.step(self.lr)
             if not batches.disable and b % 20 == 0:
-                seen = b * batch_size + len(idx)
-                batches.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.4f}", refresh=False)
+                correct += int(np.count_nonzero(predicted[counted:stop] == y_order[counted:stop]))
+                counted = stop
+                batches.set_postfix(loss=f"{loss_sum / stop:.4f}", acc=f"{correct / stop:.4f}", refresh=False)
         batches.close()
+        correct += int(np.count_nonzero(predicted[counted:] == y_order[counted:]))
         return loss_sum / n_rows, correct / n_rows
 
 

@@ -1,0 +1,552 @@
+"""`make bench`: how fast the kit trains and predicts on this machine, and how accurate the presets are.
+
+Speed part (bench/speed.md, bench/speed.json):
+  * float32 matrix-product throughput: one large product, and the batch-sized products one
+    training step of the network really does (forward, weight gradients, input gradients);
+  * seconds per epoch of the reference network at batch 64 and 256 and of the default preset,
+    each the median of several epochs, against the FLOP floor: the time the network's own
+    batch-sized products take on their own. The floor is measured right next to every timed
+    epoch, so both see the same machine load, and the ratio is what to compare across machines;
+  * train.csv parsed from CSV against loaded from the binary cache;
+  * prediction over test.csv (rows per second);
+  * peak memory (RSS) of a `kit train` process, and how soon it starts its first batch.
+
+Accuracy part (bench/accuracy.md, bench/accuracy.json): each preset trained on train.csv
+(10% stratified validation) through the same code as `make train`; `default` over several
+seeds (mean ± standard deviation, and the range), the others with seed 0.
+
+Only the standard library, NumPy and threadpoolctl (which scikit-learn brings) are used for
+timing. Wall-clock timings on a shared machine are noisy: every figure is a median, its
+min-max range is printed next to it, and the load average before and after is recorded.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .config import Config, make_config
+from .data import N_CLASSES, N_PIXELS, load_test, load_train, parse_csv, stratified_split, to_float
+
+SPEED_MD, SPEED_JSON = "speed.md", "speed.json"
+ACCURACY_MD, ACCURACY_JSON = "accuracy.md", "accuracy.json"
+FLOOR_TARGET = 1.5  # reference at batch 64: seconds per epoch / FLOP floor
+CACHE_TARGET = 20.0  # cached load at least this many times faster than parsing the CSV
+PREDICT_TARGET = 0.2  # seconds to predict the 28,000 test rows (reference network)
+RSS_TARGET_MB = 500.0  # peak RSS of `make train`
+FIRST_BATCH_TARGET = 1.0  # seconds from starting `kit train` (cached data) to its first batch
+
+
+@dataclass
+class SpeedSizes:
+    """How much the speed part measures; the defaults are `make bench`, tests pass tiny ones."""
+
+    epochs: int = 5  # timed epochs per configuration (after one untimed warm-up epoch)
+    gemm_side: int = 2048  # the large product: side x side @ side x side
+    repeats: int = 7  # repetitions of the short measurements (products, loads, predictions)
+    parse_repeats: int = 2  # CSV parses of train.csv (each takes seconds)
+    rss_preset: str = "default"  # the `kit train` run measured for peak memory
+    rss_epochs: int = 1  # its epochs: memory peaks in the first, later ones allocate nothing new
+    rss: bool = True  # measure the subprocess at all
+
+
+# --------------------------------------------------------------------------- the machine
+
+
+def machine_info() -> dict:
+    """CPU model, cores, Python, NumPy, and every BLAS threadpoolctl sees (kernel, threads)."""
+    from threadpoolctl import threadpool_info
+
+    from .parallel import THREAD_VARIABLES, usable_cores
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    blas = []
+    for pool in threadpool_info():
+        if pool.get("user_api") != "blas":
+            continue
+        owner = "numpy" if "numpy" in pool.get("filepath", "") else Path(pool.get("filepath", "?")).parent.name
+        blas.append({
+            "library": f"{pool.get('internal_api')} {pool.get('version')}",
+            "kernel": pool.get("architecture") or "?",
+            "threads": pool.get("num_threads"),
+            "threading": pool.get("threading_layer") or "?",
+            "used_by": owner,
+        })
+    settings = {name: os.environ[name] for name in sorted(os.environ)
+                if name in THREAD_VARIABLES or name.startswith("OPENBLAS_")}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "usable_cores": usable_cores(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "blas": blas,
+        "thread_settings": settings,
+        "platform": platform.platform(),
+    }
+
+
+def describe_machine(info: dict) -> list[str]:
+    lines = [f"- CPU: {info['cpu']}, {info['cores']} cores ({info['usable_cores']} usable)",
+             f"- Python {info['python']}, NumPy {info['numpy']}, {info['platform']}"]
+    for pool in info["blas"]:
+        lines.append(f"- BLAS ({pool['used_by']}): {pool['library']}, kernel {pool['kernel']}, "
+                     f"{pool['threads']} threads ({pool['threading']})")
+    settings = ", ".join(f"{k}={v}" for k, v in info["thread_settings"].items()) or "none"
+    lines.append(f"- BLAS/thread environment variables: {settings}")
+    return lines
+
+
+def load_average() -> str:
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except (OSError, AttributeError):
+        return "n/a"
+
+
+# --------------------------------------------------------------------------- timing helpers
+
+
+def repeat_timing(fn: Callable[[], object], repeats: int, min_seconds: float = 0.02) -> list[float]:
+    """Seconds per call of fn, once per repetition; each repetition loops enough calls to last
+    at least min_seconds, so the clock's resolution does not matter."""
+    fn()
+    started = time.perf_counter()
+    fn()
+    once = max(time.perf_counter() - started, 1e-7)
+    number = max(1, math.ceil(min_seconds / once))
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for _ in range(number):
+            fn()
+        times.append((time.perf_counter() - started) / number)
+    return times
+
+
+def summary(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def spread(values: list[float], fmt: str = "{:.3f}") -> str:
+    """'median (min-max, n=5)'."""
+    s = summary(values)
+    return f"{fmt.format(s['median'])} ({fmt.format(s['min'])}–{fmt.format(s['max'])}, n={s['n']})"
+
+
+def gemm_gflops(m: int, k: int, n: int, repeats: int, rng: np.random.Generator) -> list[float]:
+    """GFLOP/s of one float32 product (m, k) @ (k, n) into a preallocated output, per repetition."""
+    a = rng.random((m, k), dtype=np.float32)
+    b = rng.random((k, n), dtype=np.float32)
+    out = np.empty((m, n), dtype=np.float32)
+    flops = 2.0 * m * k * n
+    return [flops / t / 1e9 for t in repeat_timing(lambda: np.matmul(a, b, out=out), repeats)]
+
+
+# --------------------------------------------------------------------------- the FLOP floor
+
+
+def layer_sizes(config: Config) -> list[int] | None:
+    """[784, hidden..., 10] of an MLP config; None for a CNN (no floor is computed for it)."""
+    if config.arch != "mlp":
+        return None
+    return [N_PIXELS, *config.hidden, N_CLASSES]
+
+
+def step_flops(sizes: list[int], batch: int) -> float:
+    """FLOPs of one training step's matrix products: forward and weight gradient of every dense
+    layer, input gradient of every layer but the first (nobody needs the pixels' gradient)."""
+    pairs = list(zip(sizes[:-1], sizes[1:]))
+    per_row = sum(4 * a * b for a, b in pairs) + sum(2 * a * b for a, b in pairs[1:])
+    return float(per_row * batch)
+
+
+def step_products(sizes: list[int], batch: int, rng: np.random.Generator) -> Callable[[], None]:
+    """A function doing exactly the matrix products of one training step, with the same shapes
+    and memory layouts as the Dense layers (x @ w, x.T @ g, g @ w.T), into preallocated outputs."""
+    calls = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        x = rng.random((batch, a), dtype=np.float32)
+        w = rng.random((a, b), dtype=np.float32)
+        y = np.empty((batch, b), dtype=np.float32)
+        g = rng.random((batch, b), dtype=np.float32)
+        gw = np.empty((a, b), dtype=np.float32)
+        calls.append((x, w, y))
+        calls.append((x.T, g, gw))
+        if i > 0:
+            calls.append((g, w.T, np.empty((batch, a), dtype=np.float32)))
+    matmul = np.matmul
+
+    def step() -> None:
+        for left, right, out in calls:
+            matmul(left, right, out=out)
+
+    return step
+
+
+def floor_epoch(step: Callable[[], None], n_batches: int) -> float:
+    """Seconds for one epoch's worth (n_batches steps) of the network's products alone."""
+    started = time.perf_counter()
+    for _ in range(n_batches):
+        step()
+    return time.perf_counter() - started
+
+
+# --------------------------------------------------------------------------- epochs
+
+
+def time_epochs(config: Config, x: np.ndarray, y: np.ndarray, epochs: int, seed: int = 0,
+                threads: int | None = None) -> dict:
+    """Seconds per epoch of a config's training step on (x float32, y), median of `epochs` timed
+    epochs after one warm-up, each preceded by one epoch's worth of the network's matrix
+    products alone (the floor, measured under the same load). Validation is not included.
+    `threads` limits BLAS for this measurement (None: as the process is set)."""
+    if threads:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=threads, user_api="blas"):
+            return dict(_time_epochs(config, x, y, epochs, seed), blas_threads=threads)
+    return _time_epochs(config, x, y, epochs, seed)
+
+
+def _time_epochs(config: Config, x: np.ndarray, y: np.ndarray, epochs: int, seed: int) -> dict:
+    from .train import Trainer
+
+    n_batches = math.ceil(len(x) / config.batch_size)
+    trainer = Trainer(config, x.shape[1], epochs + 1, np.random.default_rng(seed))
+    sizes = layer_sizes(config)
+    step = step_products(sizes, config.batch_size, np.random.default_rng(seed)) if sizes else None
+    epoch_times, floor_times = [], []
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        trainer.train_epoch(1, x, y)
+        if step:
+            floor_epoch(step, min(n_batches, 20))
+        for epoch in range(2, epochs + 2):
+            if step:
+                floor_times.append(floor_epoch(step, n_batches))
+            started = time.perf_counter()
+            trainer.train_epoch(epoch, x, y)
+            epoch_times.append(time.perf_counter() - started)
+    result = {"epoch_seconds": epoch_times, "n_rows": len(x), "batch": config.batch_size, "n_batches": n_batches}
+    if step:
+        flops = step_flops(sizes, config.batch_size) * n_batches
+        result.update(floor_seconds=floor_times, flops_per_epoch=flops,
+                      floor_gflops=flops / statistics.median(floor_times) / 1e9,
+                      ratio=statistics.median(epoch_times) / statistics.median(floor_times))
+    return result
+
+
+# --------------------------------------------------------------------------- data, prediction, memory
+
+
+def load_times(train_path: Path, parse_repeats: int, repeats: int) -> dict:
+    """Seconds to parse train.csv (pandas C parser and every check) against loading the cache."""
+    load_train(train_path)  # make sure the cache exists and is current
+    parse = []
+    for _ in range(parse_repeats):
+        started = time.perf_counter()
+        parse_csv(train_path, has_label=True)
+        parse.append(time.perf_counter() - started)
+    cached = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        load_train(train_path)
+        cached.append(time.perf_counter() - started)
+    return {"parse_seconds": parse, "cached_seconds": cached,
+            "speedup": statistics.median(parse) / statistics.median(cached)}
+
+
+def predict_times(preset: str, x: np.ndarray, repeats: int, seed: int = 0) -> dict:
+    """Seconds for a freshly initialised network of a preset to predict every row of x
+    (Model.predict: large evaluation batches, softmax, argmax). Weights do not change the time."""
+    from .network import Model, build_network
+
+    config = make_config(preset)
+    model = Model(config, [build_network(config, np.random.default_rng(seed))])
+    times = repeat_timing(lambda: model.predict(x), repeats, min_seconds=0.0)
+    return {"preset": preset, "rows": len(x), "seconds": times, "rows_per_second": len(x) / statistics.median(times)}
+
+
+FIRST_BATCH_PROBE = """
+import os, sys, time
+started = float(os.environ["KIT_BENCH_T0"])
+import kit.train as train
+original = train.Trainer.train_epoch
+def probed(self, *args, **kwargs):
+    if not getattr(train, "_bench_seen", False):
+        train._bench_seen = True
+        print(f"KIT_BENCH_FIRST_BATCH {time.time() - started:.4f}", flush=True)
+    return original(self, *args, **kwargs)
+train.Trainer.train_epoch = probed
+from kit.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def training_footprint(train_path: Path, preset: str, epochs: int) -> dict:
+    """Run `kit train` in a child process: its peak RSS (from the kernel's accounting of that
+    child), its wall time, and the seconds from starting it to its first batch. The child is
+    `kit train` itself with one probe that prints the time when the first epoch starts."""
+    with tempfile.TemporaryDirectory(prefix="kit-bench-") as tmp:
+        log_path = Path(tmp) / "train.log"
+        command = [sys.executable, "-c", FIRST_BATCH_PROBE, "train", "--train", str(train_path), "--preset", preset,
+                   "--epochs", str(epochs), "--model-dir", str(Path(tmp) / "models")]
+        env = dict(os.environ, KIT_BENCH_T0=repr(time.time()))
+        started = time.perf_counter()
+        with open(log_path, "w") as log:
+            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+            if hasattr(os, "wait4"):
+                _, status, usage = os.wait4(process.pid, 0)
+                process.returncode = os.waitstatus_to_exitcode(status)
+                # ru_maxrss is KiB on Linux, bytes on macOS
+                peak = usage.ru_maxrss / (1024 * 1024 if sys.platform == "darwin" else 1024)
+            else:  # pragma: no cover - no per-child accounting (Windows)
+                process.wait()
+                peak = float("nan")
+        wall = time.perf_counter() - started
+        output = log_path.read_text(errors="replace")
+    first = next((float(line.split()[1]) for line in output.splitlines()
+                  if line.startswith("KIT_BENCH_FIRST_BATCH")), float("nan"))
+    if process.returncode != 0:
+        tail = "\n".join(output.splitlines()[-5:])
+        raise RuntimeError(f"`kit train` for the memory measurement failed (exit {process.returncode}):\n{tail}")
+    return {"preset": preset, "epochs": epochs, "peak_rss_mb": peak, "first_batch_seconds": first,
+            "wall_seconds": wall}
+
+
+# --------------------------------------------------------------------------- the speed part
+
+
+def speed_bench(train_path: str | os.PathLike, sizes: SpeedSizes | None = None, say=print) -> dict:
+    """Every speed measurement of `make bench`, as one dict (also what speed.json holds)."""
+    from .parallel import cap_blas_threads
+
+    sizes = sizes or SpeedSizes()
+    train_path = Path(train_path)
+    cap_blas_threads()
+    rng = np.random.default_rng(0)
+    result: dict = {"date": datetime.now().isoformat(timespec="seconds"), "machine": machine_info(),
+                    "load_average_before": load_average(), "sizes": asdict(sizes)}
+
+    say("speed: float32 matrix products ...")
+    side = sizes.gemm_side
+    result["gemm_large"] = {"shape": [side, side, side], "gflops": gemm_gflops(side, side, side, sizes.repeats, rng)}
+    result["gemm_batch"] = {"shape": [64, N_PIXELS, 128], "gflops": gemm_gflops(64, N_PIXELS, 128, sizes.repeats, rng)}
+
+    say("speed: loading train.csv (CSV parse vs cache) ...")
+    result["load"] = load_times(train_path, sizes.parse_repeats, sizes.repeats)
+
+    dataset = load_train(train_path)
+    x_all, y_all = to_float(dataset.x), dataset.y.astype(np.int64)
+    train_idx, _ = stratified_split(y_all, 0.1, np.random.default_rng(0))
+    x, y = x_all[train_idx], y_all[train_idx]
+    del x_all
+
+    runs = [("reference, batch 64", make_config("reference", batch_size=64), None),
+            ("reference, batch 256", make_config("reference", batch_size=256), None),
+            ("default preset", make_config("default"), None),
+            # the same step on one core: the ratio without the second core's share of the products,
+            # which a busy machine takes away first
+            ("reference, batch 64, 1 BLAS thread", make_config("reference", batch_size=64), 1)]
+    result["epochs"] = []
+    for label, config, threads in runs:
+        say(f"speed: {label}: {sizes.epochs} timed epochs on {len(x)} rows ...")
+        timing = time_epochs(config, x, y, sizes.epochs, threads=threads)
+        timing.update(label=label, preset=config.preset, network=_network_text(config))
+        result["epochs"].append(timing)
+    del x, y
+
+    test_path = train_path.with_name("test.csv")
+    if test_path.is_file():
+        x_test, source = to_float(load_test(test_path).x), str(test_path)
+    else:
+        x_test, source = to_float(dataset.x), f"{train_path} (no test.csv next to it)"
+    say(f"speed: predicting {len(x_test)} rows ...")
+    result["predict"] = {"source": source, "runs": [predict_times(p, x_test, sizes.repeats)
+                                                    for p in ("reference", "default")]}
+    del x_test, dataset
+
+    if sizes.rss:
+        say(f"speed: peak memory of `kit train --preset {sizes.rss_preset} --epochs {sizes.rss_epochs}` ...")
+        result["footprint"] = training_footprint(train_path, sizes.rss_preset, sizes.rss_epochs)
+    result["load_average_after"] = load_average()
+    return result
+
+
+def _network_text(config: Config) -> str:
+    if config.arch == "cnn":
+        return f"cnn {list(config.conv_channels)}"
+    extras = [config.optimizer]
+    if config.dropout:
+        extras.append("dropout")
+    if config.augment:
+        extras.append("augmentation")
+    return "-".join(str(s) for s in layer_sizes(config)) + f" ({', '.join(extras)})"
+
+
+def speed_markdown(result: dict) -> str:
+    """The speed table (with the machine described) as markdown."""
+    med = statistics.median
+    rows: list[tuple[str, str, str]] = []
+    large, batch = result["gemm_large"], result["gemm_batch"]
+    rows.append((f"float32 GEMM {'×'.join(map(str, large['shape']))}", spread(large["gflops"], "{:.0f}") + " GFLOP/s", ""))
+    rows.append(("float32 GEMM 64×784 @ 784×128 (one batch, first layer)", spread(batch["gflops"], "{:.0f}") + " GFLOP/s", ""))
+    for run in result["epochs"]:
+        what = f"{run['label']}: {run['network']}, {run['n_rows']} rows, {run['n_batches']} batches"
+        if "floor_seconds" in run:
+            rows.append((f"{run['label']}: the step's own products ({run['flops_per_epoch'] / 1e9:.1f} GFLOP/epoch)",
+                         f"{run['floor_gflops']:.0f} GFLOP/s → floor {spread(run['floor_seconds'])} s/epoch", ""))
+        target = f"≤ {FLOOR_TARGET}× floor" if run["label"] == "reference, batch 64" else ""
+        value = spread(run["epoch_seconds"]) + " s/epoch"
+        if "ratio" in run:
+            value += f" = **{run['ratio']:.2f}× floor**"
+        rows.append((what, value, target))
+    load = result["load"]
+    rows.append(("train.csv: parse the CSV (pandas C parser + checks)", spread(load["parse_seconds"]) + " s", ""))
+    rows.append(("train.csv: load the binary cache", spread(load["cached_seconds"], "{:.4f}") + " s"
+                 f" = **{load['speedup']:.0f}× faster**", f"≥ {CACHE_TARGET:.0f}×"))
+    for run in result["predict"]["runs"]:
+        rows.append((f"predict {run['rows']} rows ({run['preset']} network)",
+                     spread(run["seconds"]) + f" s = {run['rows_per_second']:,.0f} rows/s",
+                     f"< {PREDICT_TARGET} s" if run["preset"] == "reference" else ""))
+    if "footprint" in result:
+        fp = result["footprint"]
+        rows.append((f"`kit train --preset {fp['preset']} --epochs {fp['epochs']}`: peak RSS",
+                     f"**{fp['peak_rss_mb']:.0f} MB** (wall {fp['wall_seconds']:.1f} s)", f"< {RSS_TARGET_MB:.0f} MB"))
+        rows.append(("same run, cached data: start of the process → first batch",
+                     f"{fp['first_batch_seconds']:.2f} s", f"< {FIRST_BATCH_TARGET:.0f} s"))
+    lines = ["# Speed (`make bench`)", "", f"Measured {result['date']}.", ""]
+    lines += describe_machine(result["machine"])
+    lines += [f"- Load average (1, 5, 15 min) before: {result['load_average_before']}, "
+              f"after: {result['load_average_after']}", ""]
+    lines += ["| measurement | result: median (min–max, n) | target |", "|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
+    lines += ["", "The FLOP floor is the time the training step's own matrix products take alone, at the batch "
+              "size's shapes (forward, weight gradients, input gradients but the first layer's), measured "
+              "right before every timed epoch so both see the same load; ratios compare across machines, "
+              "seconds do not. Epochs exclude validation; the default preset's time includes dropout and "
+              "augmentation, which its floor does not count."]
+    if result.get("load_average_before", "n/a") != "n/a":
+        lines += ["", "Timings are medians over repetitions; on a machine shared with other work the spread "
+                      "(min–max) shows how noisy they were."]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- the accuracy part
+
+
+def accuracy_bench(train_path: str | os.PathLike, presets: list[str], seeds: int, n_jobs: int = 1,
+                   epochs: int | None = None, say=print) -> dict:
+    """Train each preset (the default one over `seeds` seeds, the others with seed 0) as
+    `make train` does, in a temporary model folder; collect best epoch, validation accuracy and
+    wall seconds. n_jobs > 1 trains them in parallel processes (kit.parallel), which makes
+    each run's wall seconds longer than alone."""
+    from .parallel import run_many_outcomes
+
+    configs, labels = [], []
+    for preset in presets:
+        for seed in (range(max(1, seeds)) if preset == "default" else [0]):
+            configs.append(make_config(preset, seed=seed, epochs=epochs))
+            labels.append(preset)
+    result = {"date": datetime.now().isoformat(timespec="seconds"), "machine": machine_info(),
+              "load_average_before": load_average(), "train": str(train_path), "n_jobs": n_jobs, "runs": []}
+    say(f"accuracy: {len(configs)} training runs ({', '.join(presets)}), {n_jobs} at a time ...")
+    with tempfile.TemporaryDirectory(prefix="kit-bench-") as tmp:
+        outcomes = run_many_outcomes(configs, train_path, tmp, n_jobs=n_jobs, quiet=n_jobs > 1)
+        for config, outcome in zip(configs, outcomes):
+            metrics = json.loads((outcome.run_dir / "metrics.json").read_text())
+            result["runs"].append({"preset": config.preset, "seed": config.seed, "epochs": config.epochs,
+                                   "best_epoch": metrics["best_epoch"],
+                                   "val_accuracy": metrics.get("val_accuracy", float("nan")),
+                                   "val_loss": metrics.get("val_loss", float("nan")),
+                                   "seconds": outcome.seconds})
+    result["load_average_after"] = load_average()
+    return result
+
+
+def accuracy_markdown(result: dict) -> str:
+    lines = ["# Accuracy (`make bench`)", "", f"Measured {result['date']} on {result['train']} "
+             "(10% stratified validation; a run's seed also draws its split).", ""]
+    lines += describe_machine(result["machine"])
+    lines += [f"- Load average before: {result['load_average_before']}, after: {result['load_average_after']}; "
+              f"{result['n_jobs']} run(s) at a time", ""]
+    lines += ["| preset | epochs | wall seconds | best epoch | validation accuracy |", "|---|---|---|---|---|"]
+    by_preset: dict[str, list[dict]] = {}
+    for run in result["runs"]:
+        by_preset.setdefault(run["preset"], []).append(run)
+    for preset, runs in by_preset.items():
+        acc = [r["val_accuracy"] for r in runs]
+        secs = [r["seconds"] for r in runs]
+        best = ", ".join(str(r["best_epoch"]) for r in runs)
+        if len(runs) > 1:
+            accuracy = (f"{statistics.mean(acc):.4f} ± {statistics.stdev(acc):.4f} "
+                        f"(range {min(acc):.4f}–{max(acc):.4f}, {len(runs)} seeds)")
+            seconds = f"{statistics.mean(secs):.0f} (each, mean)"
+        else:
+            accuracy, seconds = f"{acc[0]:.4f} (seed {runs[0]['seed']})", f"{secs[0]:.0f}"
+        lines.append(f"| {preset} | {runs[0]['epochs']} | {seconds} | {best} | {accuracy} |")
+    lines += ["", "± is the standard deviation over seeds (seed changes the split, the initial weights, the "
+              "order of batches, dropout and augmentation). Wall seconds cover the whole run: loading, "
+              "training, validation after every epoch, saving."]
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    from .files import atomic_open
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_open(folder / name, "w") as handle:
+        handle.write(text)
+    return folder / name
+
+
+def run_bench(args, sizes: SpeedSizes | None = None, accuracy_epochs: int | None = None) -> dict:
+    """`kit bench`: args.train, args.part (speed, accuracy, all), args.seeds, args.presets
+    (comma-separated), args.out (folder); optional args.jobs (parallel accuracy runs)."""
+    from .errors import KitError
+
+    train_path = Path(args.train)
+    if not train_path.is_file():
+        raise KitError(f"{train_path}: file not found; run `make data` first (the bench needs the competition's train.csv)")
+    out = Path(getattr(args, "out", "bench") or "bench")
+    results = {}
+    if args.part in ("speed", "all"):
+        results["speed"] = speed = speed_bench(train_path, sizes)
+        text = speed_markdown(speed)
+        write(out, SPEED_JSON, json.dumps(speed, indent=2) + "\n")
+        print("\n" + text + f"\n(written to {write(out, SPEED_MD, text)})\n", flush=True)
+    if args.part in ("accuracy", "all"):
+        presets = [p.strip() for p in str(args.presets).split(",") if p.strip()]
+        for preset in presets:
+            make_config(preset)  # an unknown name fails now, not after an hour of training
+        accuracy = accuracy_bench(train_path, presets, int(args.seeds), int(getattr(args, "jobs", 1) or 1),
+                                  epochs=accuracy_epochs)
+        results["accuracy"] = accuracy
+        text = accuracy_markdown(accuracy)
+        write(out, ACCURACY_JSON, json.dumps(accuracy, indent=2) + "\n")
+        print("\n" + text + f"\n(written to {write(out, ACCURACY_MD, text)})\n", flush=True)
+    return results

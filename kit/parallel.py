@@ -1,0 +1,198 @@
+"""Several training runs at once: seeds of an ensemble, presets, a small hyperparameter sweep.
+
+    from kit.config import make_config
+    from kit.parallel import run_many
+
+    configs = [make_config("default", seed=s) for s in range(4)]
+    run_dirs = run_many(configs, "data/train.csv", "models", n_jobs=2)
+
+Each config is trained by kit.train.train_run in its own process (joblib), with its BLAS
+limited so that all processes together use no more threads than the machine has cores: one
+thread each when there are as many jobs as cores. A sweep of small networks gains almost the
+whole factor n_jobs this way, because one batch-64 run cannot keep more than one core busy
+(its matrix products are too small to split well).
+
+Runs land in `model_dir` exactly as `make train` leaves them (one folder per run, `latest`
+pointing at the last config's run). Each process first writes into a private folder
+`model_dir/.parallel-*`, and the parent moves the finished runs into place, so two runs that
+would get the same name (same preset and seed in the same second) cannot overwrite each other.
+
+Thread settings: a limit the user set (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS, MKL_NUM_THREADS,
+...) is kept as an upper bound; without one, each process gets cores // n_jobs BLAS threads.
+`cores` is joblib's count, which honours CPU affinity and container (cgroup) quotas.
+
+On a cluster: joblib's backend decides where the processes run, and the code does not change.
+With Dask (`pip install "dask[distributed]"`):
+
+    from dask.distributed import Client
+    client = Client("tcp://scheduler:8786")          # or Client() for a local cluster
+    run_many(configs, "data/train.csv", "models", n_jobs=-1, backend="dask")
+
+With Ray (`pip install ray`):
+
+    from ray.util.joblib import register_ray
+    register_ray()
+    run_many(configs, "data/train.csv", "models", n_jobs=-1, backend="ray")
+
+On a cluster, train.csv and model_dir must be reachable at the same paths from every worker
+(a shared filesystem), the kit must be installed on the workers, and `threads_per_job` should
+be the cores of one worker divided by the jobs it runs (joblib cannot see remote machines).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
+                    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def usable_cores() -> int:
+    """Cores this process may use (CPU affinity and cgroup quotas included)."""
+    from joblib import cpu_count
+
+    return max(1, int(cpu_count()))
+
+
+def user_thread_limit() -> int | None:
+    """The smallest positive thread count the user set in the environment, or None."""
+    values = []
+    for name in THREAD_VARIABLES:
+        text = os.environ.get(name, "").strip()
+        if text.isdigit() and int(text) > 0:
+            values.append(int(text))
+    return min(values) if values else None
+
+
+def threads_per_job(n_jobs: int) -> int:
+    """BLAS threads for each of n_jobs processes: cores // n_jobs, at most the user's own limit."""
+    threads = max(1, usable_cores() // max(1, n_jobs))
+    user = user_thread_limit()
+    return min(threads, user) if user else threads
+
+
+def cap_blas_threads():
+    """Keep this process's BLAS from using more threads than it has cores (a container with a
+    CPU quota on a big host would otherwise start one thread per host core). Does nothing when
+    the user set a thread variable or when the pools are already within the cores. Returns the
+    threadpoolctl limiter (call .restore_original_limits() to undo) or None."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    if user_thread_limit() is not None:
+        return None
+    cores = usable_cores()
+    if all(pool.get("num_threads", 1) <= cores for pool in threadpool_info()):
+        return None
+    return threadpool_limits(limits=cores)
+
+
+@dataclass
+class RunOutcome:
+    """What one process sends back: its run folder, the log it printed, and its wall time."""
+
+    run_dir: Path
+    log: str
+    seconds: float
+    blas_threads: list | None = None  # the BLAS pools' thread counts while it trained
+
+
+def _train_one(config, train_path: str, private_dir: str, threads: int, quiet: bool) -> RunOutcome:
+    """One training run inside a worker process, its BLAS limited to `threads`."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from .train import train_run  # loads NumPy's BLAS first, so the limit below reaches it
+
+    started = time.perf_counter()
+    buffer = io.StringIO()
+    redirect = contextlib.redirect_stdout(buffer) if quiet else contextlib.nullcontext()
+    with threadpool_limits(limits=threads, user_api="blas"), redirect:
+        pools = [pool["num_threads"] for pool in threadpool_info() if pool.get("user_api") == "blas"]
+        run_dir = train_run(config, train_path, private_dir)
+    return RunOutcome(Path(run_dir), buffer.getvalue(), time.perf_counter() - started, pools)
+
+
+def run_many(configs: list, train_path: str | os.PathLike, model_dir: str | os.PathLike = "models",
+             n_jobs: int | None = None, backend: str | None = None, threads: int | None = None,
+             quiet: bool = True) -> list[Path]:
+    """Train every config (kit.train.train_run) in parallel processes; return their run folders,
+    in the order of `configs`.
+
+    n_jobs: processes at once (None: one per config, at most one per core; -1: all cores).
+    backend: a joblib backend name ("loky", the default; "dask" or "ray" once registered).
+    threads: BLAS threads per process (None: threads_per_job(n_jobs)).
+    quiet: keep each run's epoch log out of the terminal (it is returned by run_many_outcomes).
+    """
+    return [outcome.run_dir for outcome in run_many_outcomes(configs, train_path, model_dir, n_jobs, backend,
+                                                             threads, quiet)]
+
+
+def run_many_outcomes(configs: list, train_path: str | os.PathLike, model_dir: str | os.PathLike = "models",
+                      n_jobs: int | None = None, backend: str | None = None, threads: int | None = None,
+                      quiet: bool = True) -> list[RunOutcome]:
+    """run_many, returning each run's folder, captured log and wall seconds."""
+    from joblib import Parallel, delayed
+
+    from .train import point_latest
+
+    configs = list(configs)
+    if not configs:
+        return []
+    cores = usable_cores()
+    if n_jobs is None:
+        n_jobs = min(len(configs), cores)
+    elif n_jobs < 0:
+        n_jobs = max(1, cores + 1 + n_jobs)  # joblib's convention: -1 is all cores
+    n_jobs = max(1, min(n_jobs, len(configs)))
+    threads = threads or threads_per_job(n_jobs)
+    model_dir = Path(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    private = [tempfile.mkdtemp(prefix=f".parallel-{i}-", dir=model_dir) for i in range(len(configs))]
+    try:
+        jobs = (delayed(_train_one)(config, str(train_path), folder, threads, quiet)
+                for config, folder in zip(configs, private))
+        if n_jobs == 1 and backend is None:
+            outcomes = [function(*args, **kwargs) for function, args, kwargs in jobs]  # no worker processes
+        else:
+            outcomes = Parallel(n_jobs=n_jobs, backend=backend)(jobs)
+        placed = [RunOutcome(_place(outcome.run_dir, config, model_dir), outcome.log, outcome.seconds,
+                             outcome.blas_threads) for config, outcome in zip(configs, outcomes)]
+        point_latest(model_dir, placed[-1].run_dir.name)
+        return placed
+    except BaseException:
+        # Ctrl-C or a failed run: every run that finished (or saved its best epoch) is kept
+        for config, folder in zip(configs, private):
+            for run_dir in sorted(Path(folder).iterdir()):
+                if not run_dir.is_symlink() and (run_dir / "model.npz").is_file():
+                    _place(run_dir, config, model_dir)
+        raise
+    finally:
+        for folder in private:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _place(run_dir: Path, config, model_dir: Path) -> Path:
+    """Move a finished run folder into model_dir, under a fresh name if its own is taken."""
+    from .train import new_run_id
+
+    run_id = run_dir.name
+    if (model_dir / run_id).exists():
+        run_id = new_run_id(config, model_dir)
+        _rename_run(run_dir, run_id)
+    os.replace(run_dir, model_dir / run_id)
+    return model_dir / run_id
+
+
+def _rename_run(run_dir: Path, run_id: str) -> None:
+    """Keep the run id stored in model.npz equal to the folder name it is moved to."""
+    from .network import Model
+
+    model = Model.load(run_dir / "model.npz")
+    model.meta["run_id"] = run_id
+    model.save(run_dir / "model.npz")

@@ -1,0 +1,210 @@
+"""`make bench` and parallel training, on tiny generated data: the functions run, the tables and
+files come out, the numbers are well-formed. No timing is asserted (timings belong to the
+bench, not to a test suite that must pass on any machine under any load)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+
+import numpy as np
+import pytest
+
+from kit import bench
+from kit.config import make_config
+from kit.network import Model
+from kit.optim import OPTIMIZERS, merge_slots
+from kit.parallel import run_many, run_many_outcomes, threads_per_job, usable_cores
+from synthetic import write_competition
+
+TINY = bench.SpeedSizes(epochs=2, gemm_side=32, repeats=2, parse_repeats=1, rss_epochs=1)
+
+
+@pytest.fixture(scope="module")
+def competition(tmp_path_factory):
+    return write_competition(tmp_path_factory.mktemp("bench-data"), n_train=200, n_test=40)
+
+
+def test_step_flops_match_the_issue():
+    # 784-128-64-10 at 37,800 rows: about 17 GFLOP per epoch
+    per_epoch = bench.step_flops([784, 128, 64, 10], 1) * 37800
+    assert per_epoch == pytest.approx(17.2e9, rel=0.01)
+    assert bench.layer_sizes(make_config("reference")) == [784, 128, 64, 10]
+    assert bench.layer_sizes(make_config("best")) is None  # a CNN: no floor
+
+
+def test_step_products_and_gemm_measurements_run():
+    step = bench.step_products([784, 16, 10], 8, np.random.default_rng(0))
+    assert bench.floor_epoch(step, 3) > 0
+    gflops = bench.gemm_gflops(16, 16, 16, 2, np.random.default_rng(0))
+    assert len(gflops) == 2 and all(g > 0 for g in gflops)
+
+
+def test_time_epochs_reports_a_ratio(competition):
+    from kit.data import load_train, to_float
+
+    dataset = load_train(competition / "train.csv")
+    x, y = to_float(dataset.x), dataset.y.astype(np.int64)
+    result = bench.time_epochs(make_config("reference", hidden=(16,), batch_size=32), x, y, epochs=2)
+    assert len(result["epoch_seconds"]) == 2 and len(result["floor_seconds"]) == 2
+    assert result["n_batches"] == math.ceil(len(x) / 32)
+    assert result["ratio"] > 0
+    one_thread = bench.time_epochs(make_config("reference", hidden=(16,), batch_size=32), x, y, epochs=1, threads=1)
+    assert one_thread["blas_threads"] == 1
+
+
+def test_speed_part_writes_its_table(competition, tmp_path, capsys):
+    args = argparse.Namespace(train=str(competition / "train.csv"), part="speed", seeds=1,
+                              presets="reference", out=str(tmp_path / "bench"))
+    results = bench.run_bench(args, TINY)
+    speed = results["speed"]
+    text = (tmp_path / "bench" / "speed.md").read_text()
+    assert text in capsys.readouterr().out
+    for fragment in ("CPU:", "BLAS", "kernel", "float32 GEMM", "× floor", "cache", "rows/s", "peak RSS",
+                     "first batch"):
+        assert fragment in text, fragment
+    stored = json.loads((tmp_path / "bench" / "speed.json").read_text())
+    assert stored["load"]["speedup"] > 0
+    assert [run["label"] for run in stored["epochs"]] == [run["label"] for run in speed["epochs"]]
+    footprint = speed["footprint"]
+    assert footprint["peak_rss_mb"] > 10 and footprint["first_batch_seconds"] > 0
+    assert speed["predict"]["runs"][0]["rows"] == 40  # test.csv next to train.csv
+
+
+def test_accuracy_part_writes_its_table(competition, tmp_path):
+    args = argparse.Namespace(train=str(competition / "train.csv"), part="accuracy", seeds=2,
+                              presets="reference,default", out=str(tmp_path / "bench"))
+    results = bench.run_bench(args, accuracy_epochs=1)
+    runs = results["accuracy"]["runs"]
+    assert [(r["preset"], r["seed"]) for r in runs] == [("reference", 0), ("default", 0), ("default", 1)]
+    assert all(0 <= r["val_accuracy"] <= 1 and r["best_epoch"] == 1 for r in runs)
+    text = (tmp_path / "bench" / "accuracy.md").read_text()
+    assert "| reference | 1 |" in text and "2 seeds" in text and "±" in text
+
+
+def test_bench_refuses_a_missing_file_and_an_unknown_preset(tmp_path, competition):
+    from kit.errors import KitError
+
+    with pytest.raises(KitError, match="make data"):
+        bench.run_bench(argparse.Namespace(train=str(tmp_path / "nope.csv"), part="speed", seeds=1,
+                                           presets="reference", out=str(tmp_path)))
+    with pytest.raises(KitError, match="unknown preset"):
+        bench.run_bench(argparse.Namespace(train=str(competition / "train.csv"), part="accuracy", seeds=1,
+                                           presets="reference,nonsense", out=str(tmp_path)))
+
+
+def test_run_many_trains_two_configs_in_parallel(competition, tmp_path):
+    # the same preset and seed: the two runs would get the same name in the same second
+    configs = [make_config("reference", hidden=(16,), epochs=2, seed=3),
+               make_config("reference", hidden=(16,), epochs=2, seed=3, lr=0.05)]
+    outcomes = run_many_outcomes(configs, competition / "train.csv", tmp_path / "models", n_jobs=2)
+    run_dirs = [o.run_dir for o in outcomes]
+    assert len(set(run_dirs)) == 2
+    for config, outcome in zip(configs, outcomes):
+        assert outcome.run_dir.parent == tmp_path / "models"
+        assert outcome.blas_threads == [threads_per_job(2)]  # each process held to its share of the cores
+        model = Model.load(outcome.run_dir / "model.npz")
+        assert model.config.lr == config.lr
+        assert model.meta["run_id"] == outcome.run_dir.name
+        assert "validation accuracy" in outcome.log
+    assert (tmp_path / "models" / "latest").resolve() == run_dirs[-1].resolve()
+    assert not list((tmp_path / "models").glob(".parallel-*"))  # private folders cleaned up
+
+    # in order, and a parallel run gives the weights a run alone gives
+    alone = run_many([configs[1]], competition / "train.csv", tmp_path / "alone", n_jobs=1)
+    a = Model.load(alone[0] / "model.npz").members[0].state()
+    b = Model.load(run_dirs[1] / "model.npz").members[0].state()
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6)
+
+
+def test_thread_shares_never_exceed_the_cores(monkeypatch):
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("MKL_NUM_THREADS", raising=False)
+    cores = usable_cores()
+    assert threads_per_job(1) == cores
+    assert threads_per_job(cores) == 1
+    assert threads_per_job(10 * cores) == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert threads_per_job(1) == 1  # the user's own limit is kept
+
+
+def test_merged_optimizer_slots_update_like_separate_ones():
+    """The network packs its parameters into one buffer; the optimiser's merged update must give
+    exactly the numbers updating every array on its own gives."""
+    rng = np.random.default_rng(0)
+    shapes = [((4, 3), True), ((3, 2), True), ((3,), False), ((2,), False)]  # decayed first, as packed
+    total = sum(int(np.prod(shape)) for shape, _ in shapes)
+    for name in OPTIMIZERS:
+        flat_p, flat_g = rng.standard_normal(total), np.zeros(total)
+        packed, separate, start = [], [], 0
+        for shape, decay in shapes:
+            size = int(np.prod(shape))
+            p = flat_p[start:start + size].reshape(shape)
+            packed.append((p, flat_g[start:start + size].reshape(shape), decay))
+            separate.append((p.copy(), np.zeros(shape), decay))
+            start += size
+        assert len(merge_slots(packed)) == 2 and len(merge_slots(separate)) == 4
+        ours = OPTIMIZERS[name](packed, weight_decay=0.1, grad_clip=5.0)
+        theirs = OPTIMIZERS[name](separate, weight_decay=0.1, grad_clip=5.0)
+        for _ in range(3):
+            for (_, g, _), (_, h, _) in zip(packed, separate):
+                g[...] = h[...] = rng.standard_normal(g.shape) * 3
+            ours.step(0.05)
+            theirs.step(0.05)
+        for (p, _, _), (q, _, _) in zip(packed, separate):
+            np.testing.assert_allclose(p, q, rtol=1e-13, atol=1e-15, err_msg=name)
+
+
+def test_packed_network_keeps_values_and_trains_identically():
+    from kit.network import build_network
+
+    config = make_config("reference", hidden=(16, 8))
+    network = build_network(config, np.random.default_rng(5))
+    slots = network.optimizer_slots()
+    assert len(merge_slots(slots)) == 2  # weights, then biases: two flat updates per step
+    # the same draws as an unpacked network: packing moves values, it does not change them
+    rng = np.random.default_rng(5)
+    std = np.sqrt(2.0 / 784)
+    np.testing.assert_array_equal(network.layers[0].params["w"],
+                                  (rng.standard_normal((784, 16)) * std).astype(np.float32))
+
+
+def test_loss_hands_out_the_predictions_it_computes():
+    from kit.losses import SoftmaxCrossEntropy
+
+    rng = np.random.default_rng(1)
+    logits = rng.standard_normal((7, 10)).astype(np.float32)
+    labels = rng.integers(0, 10, 7)
+    predicted = np.full(7, -1, dtype=np.intp)
+    loss_fn = SoftmaxCrossEntropy()
+    with_out = loss_fn.forward(logits, labels, predicted)
+    np.testing.assert_array_equal(predicted, logits.argmax(axis=1))
+    assert with_out == SoftmaxCrossEntropy().forward(logits, labels)
+    # a NaN logit still gives a NaN loss (the divergence check relies on it)
+    logits[2, 4] = np.nan
+    with np.errstate(invalid="ignore"):
+        assert np.isnan(loss_fn.forward(logits, labels))
+
+
+@pytest.mark.parametrize("preset", ["reference", "default", "best"])
+def test_layers_keep_writing_into_the_packed_buffers(preset):
+    """Packing gives the layers views into two flat buffers; a layer that rebinds params[...] or
+    grads[...] to a new array would silently stop training. One step of every preset's layer
+    kinds (dense, batch norm, conv) must leave every array inside the optimiser's buffers."""
+    from kit.network import build_network
+
+    config = make_config(preset, hidden=(16,), conv_channels=(4, 8))
+    network = build_network(config, np.random.default_rng(0))
+    groups = merge_slots(network.optimizer_slots())
+    x = np.random.default_rng(1).random((8, 784), dtype=np.float32)
+    logits = network.forward(x, training=True)
+    network.loss(logits, np.arange(8) % 10)
+    network.backward()
+    for layer in network.layers:
+        for name in layer.params:
+            assert any(np.shares_memory(layer.params[name], p) for p, _, _ in groups), (layer, name)
+            assert any(np.shares_memory(layer.grads[name], g) for _, g, _ in groups), (layer, name)
+    assert any(np.abs(g).max() > 0 for _, g, _ in groups)
