@@ -31,6 +31,7 @@ ENSEMBLE ?=
 TTA ?=
 SEED ?=
 VAL_FRACTION ?=
+THREADS ?=
 # Files and Kaggle
 TRAIN ?= data/train.csv
 TEST ?= data/test.csv
@@ -41,6 +42,7 @@ FORCE ?=
 ZIP ?=
 FILE ?= submissions/submission.csv
 MESSAGE ?=
+export MESSAGE  # read by the recipe from the environment, so quotes in it stay text
 WAIT ?= 60
 SEEDS ?= 3
 PRESETS ?= reference,default,best
@@ -54,7 +56,7 @@ TRAIN_FLAGS = --preset $(PRESET) $(call opt,--epochs,$(EPOCHS)) $(call opt,--lr,
 	$(call opt,--batch-norm,$(BATCH_NORM)) $(call opt,--augment,$(AUGMENT)) \
 	$(call opt,--label-smoothing,$(LABEL_SMOOTHING)) $(call opt,--patience,$(PATIENCE)) \
 	$(call opt,--refit,$(REFIT)) $(call opt,--ensemble,$(ENSEMBLE)) $(call opt,--tta,$(TTA)) \
-	$(call opt,--seed,$(SEED)) $(call opt,--val-fraction,$(VAL_FRACTION))
+	$(call opt,--seed,$(SEED)) $(call opt,--val-fraction,$(VAL_FRACTION)) $(call opt,--threads,$(THREADS))
 
 .PHONY: help venv demo data train submit upload check test bench clean
 
@@ -66,7 +68,8 @@ help: ## list the targets and the variables they take
 	@echo "  PRESET=default|reference|best  EPOCHS= LR= BATCH= HIDDEN=128,64 CHANNELS=32,64 ARCH=mlp|cnn"
 	@echo "  OPTIMIZER=sgd|momentum|nesterov|adam|adamw  SCHEDULE=constant|step|cosine|warmup_cosine|onecycle|plateau"
 	@echo "  WEIGHT_DECAY= DROPOUT= BATCH_NORM=0|1 AUGMENT=0|1 LABEL_SMOOTHING= PATIENCE= REFIT=0|1"
-	@echo "  ENSEMBLE= TTA=0|1 SEED= VAL_FRACTION=   TRAIN=$(TRAIN) TEST=$(TEST) MODEL=$(MODEL) OUT=$(OUT)"
+	@echo "  ENSEMBLE= TTA=0|1 SEED= VAL_FRACTION= THREADS=0(auto)|1|2"
+	@echo "  TRAIN=$(TRAIN) TEST=$(TEST) MODEL=$(MODEL) OUT=$(OUT)"
 	@echo "  make data: COMPETITION=$(COMPETITION) FORCE=1 ZIP=path.zip   make upload: FILE=$(FILE) MESSAGE= WAIT=$(WAIT)"
 	@echo "  make bench: PART=speed|accuracy|all SEEDS=$(SEEDS) PRESETS=$(PRESETS)"
 
@@ -91,7 +94,7 @@ submit: $(STAMP) ## predict data/test.csv with the latest run (or MODEL=) and wr
 	$(KIT) submit --model $(MODEL) --test $(TEST) --out $(OUT) $(call opt,--tta,$(TTA))
 
 upload: $(STAMP) ## send submissions/submission.csv (or FILE=) to the leaderboard
-	$(KIT) upload --file $(FILE) --competition $(COMPETITION) --wait $(WAIT) $(if $(MESSAGE),--message "$(MESSAGE)")
+	$(KIT) upload --file $(FILE) --competition $(COMPETITION) --wait $(WAIT) $(if $(MESSAGE),--message "$$MESSAGE")
 
 check: $(STAMP) ## check a submission's format (FILE=)
 	$(KIT) check $(FILE)

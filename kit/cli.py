@@ -40,6 +40,8 @@ def _add_training_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--tta", type=_bool, metavar="0|1", help="test-time augmentation on/off")
     g.add_argument("--seed", type=int, help="the one seed for init, split, shuffle, dropout, augmentation")
     g.add_argument("--val-fraction", type=float, help="stratified validation share (0 = train on all)")
+    g.add_argument("--threads", dest="blas_threads", type=int,
+                   help="BLAS threads for training (0 = measure 1 vs all once per machine)")
 
 
 def _bool(text: str) -> bool:
@@ -54,6 +56,7 @@ def config_from_args(args: argparse.Namespace):
     overrides = {name: getattr(args, name, None) for name in (
         "epochs", "lr", "batch_size", "arch", "optimizer", "schedule", "momentum", "weight_decay", "dropout",
         "batch_norm", "augment", "label_smoothing", "patience", "refit", "ensemble", "tta", "seed", "val_fraction",
+        "blas_threads",
     )}
     if args.hidden:
         overrides["hidden"] = parse_int_tuple(args.hidden, "hidden")
@@ -110,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command in ("train", "submit", "demo", "bench"):
+        from .parallel import cap_blas_threads
+
+        cap_blas_threads()  # no more BLAS threads than cores (a container's quota included)
     try:
         return COMMANDS[args.command](args) or 0
     except KitError as error:

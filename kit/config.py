@@ -49,6 +49,7 @@ class Config:
     # --- bookkeeping
     seed: int = 0  # feeds the one np.random.default_rng: init, split, shuffle, dropout, augmentation
     eval_batch_size: int = 4096  # rows per forward pass when evaluating and predicting
+    blas_threads: int = 0  # BLAS threads for training; 0 = measure 1 vs all once per machine (kit/threads.py)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -87,7 +88,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         arch="cnn", conv_channels=(32, 64), hidden=(256,), optimizer="adamw", lr=2e-3,
         weight_decay=5e-4, schedule="onecycle", batch_size=128, epochs=15, dropout=0.25,
         batch_norm=True, augment=True, max_shift=2.0, max_rotate=10.0, max_scale=0.1,
-        label_smoothing=0.1,
+        label_smoothing=0.1, eval_batch_size=256,  # im2col of 4096 images would take 2.8 GB
     ),
 }
 
@@ -123,6 +124,8 @@ def validate(config: Config) -> None:
         (0 <= config.label_smoothing < 1, f"label smoothing {config.label_smoothing}: must be in [0, 1)"),
         (config.ensemble >= 1, f"ensemble {config.ensemble}: must be at least 1"),
         (config.patience >= 0, f"patience {config.patience}: must be 0 (off) or more"),
+        (config.blas_threads >= 0, f"threads {config.blas_threads}: must be 0 (auto) or more"),
+        (config.eval_batch_size >= 1, f"eval batch size {config.eval_batch_size}: must be at least 1"),
         (config.weight_decay >= 0, f"weight decay {config.weight_decay}: must be 0 or more"),
     ]
     for ok, message in checks:

@@ -176,6 +176,12 @@ def _check_range(
 # --------------------------------------------------------------------------- the binary cache
 
 
+def is_cached(path: str | os.PathLike, has_label: bool) -> bool:
+    """True when the CSV has a valid binary cache (so it was parsed and checked since it last changed)."""
+    path = Path(path)
+    return _read_cache(path, path.stat(), has_label) is not None
+
+
 def _cache_path(path: Path) -> Path:
     return path.parent / ".cache" / f"{path.name}.npz"
 
@@ -221,9 +227,14 @@ def to_float(x: np.ndarray) -> np.ndarray:
 def stratified_split(
     y: np.ndarray, val_fraction: float, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Indices (train_idx, val_idx) of a stratified split; class proportions kept within a row."""
-    from sklearn.model_selection import train_test_split
+    """Indices (train_idx, val_idx), each sorted, of a stratified split of labels y (n,).
 
+    Each class gives round-down of its exact share of the validation rows, and the rows left
+    over go to the classes with the largest remainders (ties broken by `rng`), as scikit-learn's
+    StratifiedShuffleSplit allocates them: every class's validation count is within one row of
+    its exact share. Written with NumPy rather than imported from scikit-learn because
+    importing sklearn.model_selection alone takes over a second, longer than a cached start
+    of `make train` is allowed to take; tests/test_data.py checks it against scikit-learn."""
     indices = np.arange(len(y))
     if val_fraction <= 0:
         return indices, indices[:0]
@@ -235,10 +246,17 @@ def stratified_split(
             f"validation fraction {val_fraction} leaves too few rows per class for a stratified split "
             f"({len(y)} rows, smallest class {present.min()}); use more data or VAL_FRACTION=0"
         )
-    train_idx, val_idx = train_test_split(
-        indices, test_size=n_val, stratify=y, random_state=int(rng.integers(2**31 - 1))
-    )
-    return np.sort(train_idx), np.sort(val_idx)
+    exact = counts * (n_val / len(y))
+    quota = np.floor(exact).astype(np.int64)
+    left_over = n_val - int(quota.sum())
+    by_remainder = np.lexsort((rng.random(len(counts)), -(exact - quota)))
+    quota[by_remainder[:left_over]] += 1
+    quota = np.clip(quota, np.minimum(counts, 1), np.maximum(counts - 1, 0))  # a row of each class on both sides
+    val_parts = [rng.permutation(np.flatnonzero(y == label))[:quota[label]] for label in range(len(counts))]
+    val_idx = np.sort(np.concatenate(val_parts))
+    in_val = np.zeros(len(y), dtype=bool)
+    in_val[val_idx] = True
+    return indices[~in_val], val_idx
 
 
 def class_counts(y: np.ndarray) -> np.ndarray:

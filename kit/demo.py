@@ -21,10 +21,13 @@ DEMO_EPOCHS = 15
 
 
 def run_demo(epochs: int | None = None, seed: int | None = None) -> None:
-    from .kaggle_io import install_archive
+    from .kaggle_io import install_archive, installed_problem
     from .submit import submit_run
 
-    install_archive(SAMPLE_ZIP, DEMO_DATA)
+    if installed_problem(DEMO_DATA) is None:
+        log(f"sample already installed in {DEMO_DATA}/")
+    else:
+        install_archive(SAMPLE_ZIP, DEMO_DATA)
     config = make_config("default", epochs=epochs or DEMO_EPOCHS, seed=seed)
     run_dir = train_run(config, DEMO_DATA / "train.csv", DEMO_MODELS)
     submit_run(run_dir, DEMO_DATA / "test.csv", DEMO_SUBMISSION, DEMO_DATA / "sample_submission.csv")

@@ -599,8 +599,7 @@ def _check_files(folder: Path, label: str) -> tuple[int, int]:
 
 def installed_problem(data_dir: Path) -> str | None:
     """None when data_dir holds the three valid files, else what is missing or wrong (one line)."""
-    from .data import parse_csv
-    from . import data as data_module
+    from .data import is_cached, parse_csv
 
     missing = [name for name in COMPETITION_FILES if not (data_dir / name).is_file()]
     if missing:
@@ -608,8 +607,7 @@ def installed_problem(data_dir: Path) -> str | None:
     try:
         for name, has_label in (("train.csv", True), ("test.csv", False)):
             path = data_dir / name
-            read_cache = getattr(data_module, "_read_cache", None)  # a valid cache means the CSV was checked
-            if read_cache is None or read_cache(path, path.stat(), has_label) is None:
+            if not is_cached(path, has_label):  # a valid cache means the CSV was checked
                 parse_csv(path, has_label)  # no cache written: data/ stays exactly as it is
         with open(data_dir / "sample_submission.csv", encoding="utf-8-sig", errors="replace") as handle:
             if handle.readline().strip().replace(" ", "") != SAMPLE_HEADER:

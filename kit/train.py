@@ -11,6 +11,7 @@ A run folder holds:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -23,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
 from .config import Config
@@ -31,6 +33,7 @@ from .errors import KitError
 from .files import atomic_open
 from .network import Model, Network, build_network
 from .optim import OPTIMIZERS, SCHEDULES
+from .threads import blas_threads_now, choose_blas_threads
 
 HISTORY_FIELDS = ["member", "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
 
@@ -229,17 +232,32 @@ def train_run(config: Config, train_path: str | os.PathLike, model_dir: str | os
     model_dir = Path(model_dir)
     rng = np.random.default_rng(config.seed)
     dataset = load_train(train_path)
-    x_all, y_all = to_float(dataset.x), dataset.y.astype(np.int64)
+    y_all = dataset.y.astype(np.int64)
     train_idx, val_idx = stratified_split(y_all, config.val_fraction, rng)
-    x_train, y_train = x_all[train_idx], y_all[train_idx]
-    x_val, y_val = x_all[val_idx], y_all[val_idx]
+    # converted after the split, so the float32 rows exist once (a float copy of all rows
+    # and then of each part would hold them twice)
+    x_train, y_train = to_float(dataset.x[train_idx]), y_all[train_idx]
+    x_val, y_val = to_float(dataset.x[val_idx]), y_all[val_idx]
+    del dataset
     log(f"data: {len(y_all)} rows from {train_path}; train {len(y_train)}, validation {len(y_val)}")
     log(f"  train class counts: {class_counts(y_train).tolist()}")
     if len(y_val):
         log(f"  val   class counts: {class_counts(y_val).tolist()}")
     log(f"config: preset {config.preset}, {describe(config)}")
 
-    members, history, member_metrics, val_probs = [], [], [], []
+    threads = choose_blas_threads(config, x_train, y_train, log)
+    limit = threadpool_limits(limits=threads, user_api="blas") if threads else contextlib.nullcontext()
+    with limit:
+        members, history, member_metrics, interrupted = _train_members(config, rng, x_train, y_train, x_val, y_val)
+    metrics_extra = {"blas_threads": threads or blas_threads_now()}
+    return _finish_run(config, model_dir, members, history, member_metrics, interrupted, y_train, y_val,
+                       total_started, metrics_extra)
+
+
+def _train_members(config: Config, rng: np.random.Generator, x_train, y_train, x_val, y_val):
+    """Train the ensemble's members (one by default), each with its own child of the run's rng,
+    refitting each on all rows when asked. Returns (networks, history, per-member metrics, interrupted)."""
+    members, history, member_metrics = [], [], []
     interrupted = False
     for m, member_rng in enumerate(rng.spawn(config.ensemble)):
         label = f"member {m + 1}/{config.ensemble} " if config.ensemble > 1 else ""
@@ -255,8 +273,9 @@ def train_run(config: Config, train_path: str | os.PathLike, model_dir: str | os
             # scored before any refit: a refit member has seen the validation rows
             val_loss, val_acc, probs = evaluate(result.network, x_val, y_val, config.eval_batch_size)
             member_metrics[-1].update(val_loss=val_loss, val_accuracy=val_acc)
-            val_probs.append(probs)
+            member_metrics[-1]["val_probs"] = probs
         if config.refit and not interrupted and len(y_val):
+            x_all, y_all = np.concatenate([x_train, x_val]), np.concatenate([y_train, y_val])
             log(f"refit: {result.best_epoch} epochs on all {len(y_all)} rows")
             refit = fit(config, x_all, y_all, None, None, member_rng, n_epochs=result.best_epoch,
                         member=m, label=f"{label}refit ")
@@ -267,9 +286,15 @@ def train_run(config: Config, train_path: str | os.PathLike, model_dir: str | os
         members.append(result.network)
         if interrupted:
             break
+    return members, history, member_metrics, interrupted
+
+
+def _finish_run(config, model_dir, members, history, member_metrics, interrupted, y_train, y_val,
+                total_started, metrics_extra) -> Path:
+    """Score the trained members on the validation rows and save the run."""
     if not members:
         raise KitError("interrupted before the first epoch finished; nothing to save")
-
+    val_probs = [m.pop("val_probs") for m in member_metrics if "val_probs" in m]
     model = Model(config, members)
     metrics: dict = {
         "preset": config.preset,
@@ -279,6 +304,7 @@ def train_run(config: Config, train_path: str | os.PathLike, model_dir: str | os
         "refit": bool(config.refit),
         "interrupted": interrupted,
         "members": member_metrics,
+        **metrics_extra,
     }
     if val_probs:
         metrics.update(validation_metrics(np.mean(val_probs, axis=0), y_val))

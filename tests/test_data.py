@@ -127,6 +127,20 @@ def test_stratified_split_keeps_class_proportions_within_one_row():
     assert np.all(np.abs(val_counts - expected) <= 1), (val_counts, expected)
 
 
+@pytest.mark.parametrize("fraction", [0.1, 0.25, 0.5])
+def test_stratified_split_allocates_as_scikit_learn_does(fraction):
+    from sklearn.model_selection import StratifiedShuffleSplit
+
+    y = np.random.default_rng(3).choice(10, size=997, p=np.linspace(0.02, 0.18, 10))
+    val_counts = np.bincount(y[data.stratified_split(y, fraction, np.random.default_rng(4))[1]], minlength=10)
+    n_val = round(len(y) * fraction)
+    splitter = StratifiedShuffleSplit(n_splits=1, test_size=n_val, random_state=0)
+    sk_val = next(splitter.split(np.zeros(len(y)), y))[1]
+    sk_counts = np.bincount(y[sk_val], minlength=10)
+    assert val_counts.sum() == sk_counts.sum() == n_val
+    assert np.all(np.abs(val_counts - sk_counts) <= 1), (val_counts, sk_counts)  # they differ only in ties
+
+
 def test_split_is_seeded():
     y = np.arange(500) % 10
     a = data.stratified_split(y, 0.2, np.random.default_rng(5))[1]
