@@ -480,6 +480,8 @@ def accuracy_bench(train_path: str | os.PathLike, presets: list[str], seeds: int
                                    "best_epoch": metrics["best_epoch"],
                                    "val_accuracy": metrics.get("val_accuracy", float("nan")),
                                    "val_loss": metrics.get("val_loss", float("nan")),
+                                   "member_val_accuracy": [m.get("val_accuracy") for m in metrics["members"]],
+                                   "blas_threads": metrics.get("blas_threads"),
                                    "seconds": outcome.seconds})
     result["load_average_after"] = load_average()
     return result
@@ -505,6 +507,9 @@ def accuracy_markdown(result: dict) -> str:
             seconds = f"{statistics.mean(secs):.0f} (each, mean)"
         else:
             accuracy, seconds = f"{acc[0]:.4f} (seed {runs[0]['seed']})", f"{secs[0]:.0f}"
+            members = runs[0].get("member_val_accuracy") or []
+            if len(members) > 1 and None not in members:
+                accuracy += f"; members alone: {', '.join(f'{a:.4f}' for a in members)}"
         lines.append(f"| {preset} | {runs[0]['epochs']} | {seconds} | {best} | {accuracy} |")
     lines += ["", "± is the standard deviation over seeds (seed changes the split, the initial weights, the "
               "order of batches, dropout and augmentation). Wall seconds cover the whole run: loading, "

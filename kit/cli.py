@@ -107,6 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--part", choices=["speed", "accuracy", "all"], default="all")
     p.add_argument("--seeds", type=int, default=3, help="seeds for the default preset's accuracy")
     p.add_argument("--presets", default="reference,default,best", help="presets to train in the accuracy part")
+    p.add_argument("--jobs", type=int, default=1, help="accuracy runs trained at once in processes (default 1: "
+                   "timings undisturbed)")
     p.add_argument("--out", default="bench", help="folder for the result files")
     return parser
 

@@ -72,7 +72,7 @@ class Dense(Layer):
 
     def backward(self, grad: np.ndarray) -> np.ndarray | None:
         np.matmul(self._x.T, grad, out=self.grads["w"])
-        np.sum(grad, axis=0, out=self.grads["b"])
+        np.add.reduce(grad, axis=0, out=self.grads["b"])  # np.sum without its Python wrapper
         if not self.input_grad:
             return None
         grad_in = self._buffer("grad_in", self._x.shape, grad.dtype)
@@ -87,7 +87,9 @@ class ReLU(Layer):
     """max(x, 0), computed in place on the previous layer's output (it is not needed again)."""
 
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
-        mask = self._buffer("mask", x.shape, np.bool_)
+        # the mask is kept in x's own dtype (1.0 / 0.0): multiplying by it is one same-type
+        # loop, where a boolean mask would need a casting loop in both directions
+        mask = self._buffer("mask", x.shape, x.dtype)
         np.greater(x, 0, out=mask)
         np.multiply(x, mask, out=x)
         return x
