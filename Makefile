@@ -59,7 +59,7 @@ TRAIN_FLAGS = --preset $(PRESET) $(call opt,--epochs,$(EPOCHS)) $(call opt,--lr,
 	$(call opt,--refit,$(REFIT)) $(call opt,--ensemble,$(ENSEMBLE)) $(call opt,--tta,$(TTA)) \
 	$(call opt,--seed,$(SEED)) $(call opt,--val-fraction,$(VAL_FRACTION)) $(call opt,--threads,$(THREADS))
 
-.PHONY: help venv demo data train submit upload check test bench clean
+.PHONY: help venv demo data train submit validate upload check test bench clean
 
 help: ## list the targets and the variables they take
 	@echo "Digit Recognizer kit — targets:"
@@ -93,6 +93,9 @@ train: $(STAMP) ## train on data/train.csv, keep the best epoch, save the run un
 
 submit: $(STAMP) ## predict data/test.csv with the latest run (or MODEL=) and write submissions/submission.csv
 	$(KIT) submit --model $(MODEL) --test $(TEST) --out $(OUT) $(call opt,--tta,$(TTA))
+
+validate: $(STAMP) ## score the latest run (or MODEL=) again on its validation rows, without and with TTA
+	$(KIT) validate --model $(MODEL) --train $(TRAIN) $(call opt,--tta,$(TTA))
 
 upload: $(STAMP) ## send submissions/submission.csv (or FILE=) to the leaderboard
 	$(KIT) upload --file $(FILE) --competition $(COMPETITION) --wait $(WAIT) $(if $(MESSAGE),--message "$$MESSAGE")

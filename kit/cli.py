@@ -1,4 +1,4 @@
-"""The `kit` command line: train, submit, demo, data, upload, check, bench.
+"""The `kit` command line: train, submit, validate, demo, data, upload, check, bench.
 
 Every KitError becomes one line on stderr and exit code 2; Ctrl-C exits 130 after the run in
 progress has saved its best epoch.
@@ -81,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="submissions/submission.csv", help="where to write the submission")
     p.add_argument("--tta", type=_bool, metavar="0|1", help="override the model's test-time augmentation")
 
+    p = sub.add_parser("validate", help="score a saved run again on its own validation rows (with and without TTA)")
+    p.add_argument("--model", default="models", help="run folder, model.npz, or models/ for the latest run")
+    p.add_argument("--train", default="data/train.csv", help="the train.csv the run was trained on")
+    p.add_argument("--tta", type=_bool, metavar="0|1", help="only without (0) or with (1) test-time augmentation")
+
     p = sub.add_parser("demo", help="train and submit on the bundled real sample (offline, ~1 minute)")
     p.add_argument("--epochs", type=int, help="epochs (default: the demo's 15)")
     p.add_argument("--seed", type=int, help="seed")
@@ -115,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in ("train", "submit", "demo", "bench"):
+    if args.command in ("train", "submit", "validate", "demo", "bench"):
         from .parallel import cap_blas_threads
 
         cap_blas_threads()  # no more BLAS threads than cores (a container's quota included)
@@ -141,6 +146,13 @@ def cmd_submit(args) -> int:
     from .submit import submit_run
 
     submit_run(args.model, args.test, args.out, args.sample, tta=args.tta)
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from .train import validate_run
+
+    validate_run(args.model, args.train, args.tta)
     return 0
 
 
@@ -181,6 +193,6 @@ def cmd_bench(args) -> int:
 
 
 COMMANDS = {
-    "train": cmd_train, "submit": cmd_submit, "demo": cmd_demo, "data": cmd_data,
+    "train": cmd_train, "submit": cmd_submit, "validate": cmd_validate, "demo": cmd_demo, "data": cmd_data,
     "upload": cmd_upload, "check": cmd_check, "bench": cmd_bench,
 }

@@ -389,6 +389,35 @@ def resolve_model(path: str | os.PathLike) -> Path:
     raise KitError(f"{path}: no trained model there; run `make train` first (or give MODEL=path/to/run)")
 
 
+def validate_run(model_path: str | os.PathLike, train_path: str | os.PathLike,
+                 tta: bool | None = None) -> dict[str, float]:
+    """Score a saved run again on its own validation rows: the split is drawn again from the
+    run's seed (it is the first thing its rng draws), so give the train.csv it was trained on.
+    tta None scores without and with test-time augmentation. Returns {"plain"/"tta": accuracy}."""
+    model_file = resolve_model(model_path)
+    model = Model.load(model_file)
+    config = model.config
+    if config.val_fraction <= 0:
+        raise KitError(f"{model_file}: trained with VAL_FRACTION=0, so it has no validation rows to score")
+    dataset = load_train(train_path)
+    y_all = dataset.y.astype(np.int64)
+    _, val_idx = stratified_split(y_all, config.val_fraction, np.random.default_rng(config.seed))
+    x_val, y_val = to_float(dataset.x[val_idx]), y_all[val_idx]
+    results = {}
+    for use_tta in ([False, True] if tta is None else [tta]):
+        started = time.perf_counter()
+        _, accuracy = score(model.predict_proba(x_val, tta=use_tta), y_val)
+        results["tta" if use_tta else "plain"] = accuracy
+        log(f"{model_file}: validation accuracy {accuracy:.4f} on {len(y_val)} rows "
+            f"({'with' if use_tta else 'without'} test-time augmentation, {time.perf_counter() - started:.1f}s)")
+    stored = model.meta.get("val_accuracy")
+    if stored is not None and "plain" in results and abs(stored - results["plain"]) > 1e-9 and not config.refit:
+        log(f"warning: the run recorded {stored:.4f}; is {train_path} the file it was trained on?")
+    if config.refit:
+        log("note: this model was refit on all rows, validation rows included; these scores are optimistic")
+    return results
+
+
 def summary(run_dir: Path, metrics: dict) -> str:
     lines = ["", f"run saved in {run_dir}/ (model.npz, config.json, history.csv, metrics.json)"]
     lines.append(f"best epoch {metrics['best_epoch']}" + (f" (refit on all rows)" if metrics.get("refit") else ""))

@@ -179,3 +179,28 @@ def test_divergence_is_reported(tmp_path, competition, capsys):
                  "--preset", "reference", "--lr", "1e6", "--epochs", "3", *FAST[:4]])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "diverged" in err[0] and "LR=" in err[0]
+
+
+def test_validate_scores_the_runs_own_validation_rows_again(competition, tmp_path, capsys):
+    """The split is drawn again from the run's seed: the score equals the one the run recorded."""
+    models = tmp_path / "models"
+    assert main(["train", "--train", str(competition / "train.csv"), "--model-dir", str(models),
+                 "--preset", "reference", "--epochs", "1", "--lr", "0.05", *FAST[:4], "--val-fraction", "0.3",
+                 "--seed", "5"]) == 0
+    recorded = json.loads((models / "latest" / "metrics.json").read_text())["val_accuracy"]
+    capsys.readouterr()
+    assert main(["validate", "--model", str(models), "--train", str(competition / "train.csv"), "--tta", "0"]) == 0
+    out = capsys.readouterr().out
+    assert 0.3 < recorded < 0.99  # not a score every split would give
+    assert f"validation accuracy {recorded:.4f} on 120 rows" in out
+    assert "warning" not in out
+
+
+def test_validate_refuses_a_run_without_validation_rows(competition, tmp_path, capsys):
+    models = tmp_path / "models"
+    assert main(["train", "--train", str(competition / "train.csv"), "--model-dir", str(models),
+                 "--epochs", "1", *FAST, "--val-fraction", "0"]) == 0
+    capsys.readouterr()
+    assert main(["validate", "--model", str(models), "--train", str(competition / "train.csv")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "VAL_FRACTION=0" in err[0]
