@@ -1,0 +1,88 @@
+"""Where one training epoch's time goes, part by part: batch gather, each layer's forward and
+backward, the loss, the optimiser. For work on the speed of the training step (issue 4).
+
+    .venv/bin/python tools/profile_step.py                      # reference preset, BLAS as set
+    OPENBLAS_NUM_THREADS=1 .venv/bin/python tools/profile_step.py
+    .venv/bin/python tools/profile_step.py --preset default --epochs 3
+
+Prints milliseconds per epoch for each part (the minimum over --epochs epochs after one warm-up
+epoch) and, for comparison, the same epoch through Trainer.train_epoch. The timers add about a
+microsecond per part and step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from kit.config import make_config
+from kit.data import load_train, stratified_split, to_float
+from kit.train import Trainer
+
+
+def profile_epoch(trainer: Trainer, x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> dict[str, float]:
+    """Seconds per part over one epoch of the trainer's step, without augmentation."""
+    network, optimizer, batch = trainer.network, trainer.optimizer, trainer.config.batch_size
+    clock = time.perf_counter
+    parts: dict[str, float] = {}
+    order = rng.permutation(len(x))
+    y_order = y[order]
+    buffer = np.empty((batch, x.shape[1]), dtype=np.float32)
+    for start in range(0, len(x) - batch + 1, batch):
+        t0 = clock()
+        h = np.take(x, order[start:start + batch], axis=0, out=buffer, mode="clip")
+        parts["gather batch"] = parts.get("gather batch", 0.0) + clock() - t0
+        for i, layer in enumerate(network.layers):
+            t0 = clock()
+            h = layer.forward(h, True)
+            key = f"forward {i} {type(layer).__name__}"
+            parts[key] = parts.get(key, 0.0) + clock() - t0
+        t0 = clock()
+        network.loss(h, y_order[start:start + batch])
+        grad = network.loss_fn.backward()
+        parts["loss forward+backward"] = parts.get("loss forward+backward", 0.0) + clock() - t0
+        for i in reversed(range(len(network.layers))):
+            layer = network.layers[i]
+            t0 = clock()
+            grad = layer.backward(grad)
+            key = f"backward {i} {type(layer).__name__}"
+            parts[key] = parts.get(key, 0.0) + clock() - t0
+            if grad is None:
+                break
+        t0 = clock()
+        optimizer.step(trainer.config.lr)
+        parts["optimiser step"] = parts.get("optimiser step", 0.0) + clock() - t0
+    return parts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train", default="data/train.csv")
+    parser.add_argument("--preset", default="reference")
+    parser.add_argument("--epochs", type=int, default=3)
+    args = parser.parse_args()
+    config = make_config(args.preset, augment=False)
+    dataset = load_train(args.train)
+    y_all = dataset.y.astype(np.int64)
+    train_idx, _ = stratified_split(y_all, config.val_fraction, np.random.default_rng(0))
+    x, y = to_float(dataset.x[train_idx]), y_all[train_idx]
+    trainer = Trainer(config, x.shape[1], config.epochs, np.random.default_rng(0))
+    rng = np.random.default_rng(1)
+    profile_epoch(trainer, x, y, rng)  # warm-up: buffers allocated, caches filled
+    runs = [profile_epoch(trainer, x, y, rng) for _ in range(args.epochs)]
+    print(f"{args.preset}: {len(x)} rows, batch {config.batch_size}; ms per epoch (min of {args.epochs})")
+    for key in runs[0]:
+        print(f"  {key:<28} {min(r[key] for r in runs) * 1e3:8.1f}")
+    print(f"  {'sum of parts':<28} {min(sum(r.values()) for r in runs) * 1e3:8.1f}")
+    whole = []
+    for _ in range(args.epochs):
+        started = time.perf_counter()
+        trainer.train_epoch(2, x, y)
+        whole.append(time.perf_counter() - started)
+    print(f"  {'Trainer.train_epoch':<28} {min(whole) * 1e3:8.1f}")
+
+
+if __name__ == "__main__":
+    main()
