@@ -84,39 +84,33 @@ class Dense(Layer):
 
 
 class ReLU(Layer):
-    """max(x, 0), computed in place on the previous layer's output (it is not needed again)."""
+    """max(x, 0), computed in place on the previous layer's output (it is not needed again).
+    LeakyReLU is the same layer with a slope left of zero."""
+
+    slope = 0.0
 
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
-        # the mask is kept in x's own dtype (1.0 / 0.0): multiplying by it is one same-type
+        # the factor is kept in x's own dtype (1.0 / 0.0): multiplying by it is one same-type
         # loop, where a boolean mask would need a casting loop in both directions
-        mask = self._buffer("mask", x.shape, x.dtype)
-        np.greater(x, 0, out=mask)
-        np.multiply(x, mask, out=x)
-        return x
-
-    def backward(self, grad: np.ndarray) -> np.ndarray:
-        np.multiply(grad, self._scratch["mask"], out=grad)
-        return grad
-
-
-class LeakyReLU(Layer):
-    """x if x > 0 else slope * x."""
-
-    def __init__(self, slope: float = 0.01) -> None:
-        super().__init__()
-        self.slope = slope
-
-    def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         scale = self._buffer("scale", x.shape, x.dtype)
-        np.greater(x, 0, out=scale)  # 1.0 / 0.0
-        scale *= 1 - self.slope
-        scale += self.slope
+        np.greater(x, 0, out=scale)
+        if self.slope:
+            scale *= 1 - self.slope
+            scale += self.slope
         np.multiply(x, scale, out=x)
         return x
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
         np.multiply(grad, self._scratch["scale"], out=grad)
         return grad
+
+
+class LeakyReLU(ReLU):
+    """x if x > 0 else slope * x."""
+
+    def __init__(self, slope: float = 0.01) -> None:
+        super().__init__()
+        self.slope = slope
 
 
 class Tanh(Layer):
