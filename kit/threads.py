@@ -56,14 +56,11 @@ def _seconds_per_step(config, x: np.ndarray, y: np.ndarray, n_steps: int) -> flo
     from .train import Trainer
 
     trainer = Trainer(config, x.shape[1], 1, np.random.default_rng(12345))
-    network, optimizer = trainer.network, trainer.optimizer
     xb, yb = x[:config.batch_size], y[:config.batch_size]
     best = float("inf")
     for i in range(n_steps + 2):  # two warm-up steps allocate the buffers
         started = time.perf_counter()
-        network.loss(network.forward(xb, training=True), yb)
-        network.backward()
-        optimizer.step(config.lr * 1e-3)
+        trainer.step(xb, yb, config.lr * 1e-3)
         if i >= 2:
             best = min(best, time.perf_counter() - started)
     return best

@@ -84,9 +84,19 @@ class Trainer:
         self.predicted = np.empty(0, dtype=np.intp)
         self.lr = config.lr
 
+    def step(self, xb: np.ndarray, yb: np.ndarray, lr: float, predicted: np.ndarray | None = None) -> float:
+        """One gradient step on a batch (xb (b, 784) float32, yb (b,)): forward, loss, backward,
+        update with learning rate lr. Returns the batch's mean loss; `predicted` (b,), when
+        given, receives the predictions."""
+        network = self.network
+        loss = network.loss(network.forward(xb, training=True), yb, predicted)
+        network.backward()
+        self.optimizer.step(lr)
+        return loss
+
     def train_epoch(self, epoch: int, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         """One pass over (x (n, 784) float32, y (n,)) in a fresh random order -> (mean loss, accuracy)."""
-        config, network, optimizer, schedule = self.config, self.network, self.optimizer, self.schedule
+        config, schedule = self.config, self.schedule
         batch_size, n_rows = config.batch_size, len(x)
         n_batches = math.ceil(n_rows / batch_size)
         order = self.rng.permutation(n_rows)
@@ -107,12 +117,8 @@ class Trainer:
             if augment is not None:
                 xb = augment(xb, self.rng, config.max_shift, config.max_rotate, config.max_scale,
                              out=self.augmented[:stop - start])
-            yb = y_order[start:stop]
-            logits = network.forward(xb, training=True)
-            loss_sum += network.loss(logits, yb, predicted[start:stop]) * (stop - start)
-            network.backward()
             self.lr = schedule.lr(epoch - 1 + b / n_batches)
-            optimizer.step(self.lr)
+            loss_sum += self.step(xb, y_order[start:stop], self.lr, predicted[start:stop]) * (stop - start)
             if not batches.disable and b % 20 == 0:
                 correct += int(np.count_nonzero(predicted[counted:stop] == y_order[counted:stop]))
                 counted = stop
@@ -226,20 +232,25 @@ def new_run_id(config: Config, model_dir: Path) -> str:
     return run_id
 
 
+def load_split(train_path: str | os.PathLike, val_fraction: float, rng: np.random.Generator):
+    """train.csv loaded and split -> (x_train, y_train, x_val, y_val): x float32 (n, 784) in [0, 1],
+    y int64 (n,). The split is the first thing drawn from `rng`, so a run's own seed gives its
+    split again (validate_run relies on it)."""
+    dataset = load_train(train_path)
+    y_all = dataset.y.astype(np.int64)
+    train_idx, val_idx = stratified_split(y_all, val_fraction, rng)
+    # converted after the split, so the float32 rows exist once (a float copy of all rows
+    # and then of each part would hold them twice)
+    return to_float(dataset.x[train_idx]), y_all[train_idx], to_float(dataset.x[val_idx]), y_all[val_idx]
+
+
 def train_run(config: Config, train_path: str | os.PathLike, model_dir: str | os.PathLike = "models") -> Path:
     """Train as the config says on train.csv and save the run; returns the run folder."""
     total_started = time.perf_counter()
     model_dir = Path(model_dir)
     rng = np.random.default_rng(config.seed)
-    dataset = load_train(train_path)
-    y_all = dataset.y.astype(np.int64)
-    train_idx, val_idx = stratified_split(y_all, config.val_fraction, rng)
-    # converted after the split, so the float32 rows exist once (a float copy of all rows
-    # and then of each part would hold them twice)
-    x_train, y_train = to_float(dataset.x[train_idx]), y_all[train_idx]
-    x_val, y_val = to_float(dataset.x[val_idx]), y_all[val_idx]
-    del dataset
-    log(f"data: {len(y_all)} rows from {train_path}; train {len(y_train)}, validation {len(y_val)}")
+    x_train, y_train, x_val, y_val = load_split(train_path, config.val_fraction, rng)
+    log(f"data: {len(y_train) + len(y_val)} rows from {train_path}; train {len(y_train)}, validation {len(y_val)}")
     log(f"  train class counts: {class_counts(y_train).tolist()}")
     if len(y_val):
         log(f"  val   class counts: {class_counts(y_val).tolist()}")
@@ -248,16 +259,15 @@ def train_run(config: Config, train_path: str | os.PathLike, model_dir: str | os
     threads = choose_blas_threads(config, x_train, y_train, log)
     limit = threadpool_limits(limits=threads, user_api="blas") if threads else contextlib.nullcontext()
     with limit:
-        members, history, member_metrics, interrupted = _train_members(config, rng, x_train, y_train, x_val, y_val)
-    metrics_extra = {"blas_threads": threads or blas_threads_now()}
-    return _finish_run(config, model_dir, members, history, member_metrics, interrupted, y_train, y_val,
-                       total_started, metrics_extra)
+        trained = _train_members(config, rng, x_train, y_train, x_val, y_val)
+    return _finish_run(config, model_dir, *trained, y_train, y_val, total_started, threads or blas_threads_now())
 
 
 def _train_members(config: Config, rng: np.random.Generator, x_train, y_train, x_val, y_val):
     """Train the ensemble's members (one by default), each with its own child of the run's rng,
-    refitting each on all rows when asked. Returns (networks, history, per-member metrics, interrupted)."""
-    members, history, member_metrics = [], [], []
+    refitting each on all rows when asked. Returns (networks, history, per-member metrics,
+    each member's validation probabilities (n_val, 10) from before any refit, interrupted)."""
+    members, history, member_metrics, val_probs = [], [], [], []
     interrupted = False
     for m, member_rng in enumerate(rng.spawn(config.ensemble)):
         label = f"member {m + 1}/{config.ensemble} " if config.ensemble > 1 else ""
@@ -273,7 +283,7 @@ def _train_members(config: Config, rng: np.random.Generator, x_train, y_train, x
             # scored before any refit: a refit member has seen the validation rows
             val_loss, val_acc, probs = evaluate(result.network, x_val, y_val, config.eval_batch_size)
             member_metrics[-1].update(val_loss=val_loss, val_accuracy=val_acc)
-            member_metrics[-1]["val_probs"] = probs
+            val_probs.append(probs)
         if config.refit and not interrupted and len(y_val):
             x_all, y_all = np.concatenate([x_train, x_val]), np.concatenate([y_train, y_val])
             log(f"refit: {result.best_epoch} epochs on all {len(y_all)} rows")
@@ -286,15 +296,14 @@ def _train_members(config: Config, rng: np.random.Generator, x_train, y_train, x
         members.append(result.network)
         if interrupted:
             break
-    return members, history, member_metrics, interrupted
+    return members, history, member_metrics, val_probs, interrupted
 
 
-def _finish_run(config, model_dir, members, history, member_metrics, interrupted, y_train, y_val,
-                total_started, metrics_extra) -> Path:
-    """Score the trained members on the validation rows and save the run."""
+def _finish_run(config, model_dir, members, history, member_metrics, val_probs, interrupted, y_train, y_val,
+                total_started, blas_threads) -> Path:
+    """Score the trained members together on the validation rows and save the run."""
     if not members:
         raise KitError("interrupted before the first epoch finished; nothing to save")
-    val_probs = [m.pop("val_probs") for m in member_metrics if "val_probs" in m]
     model = Model(config, members)
     metrics: dict = {
         "preset": config.preset,
@@ -304,7 +313,7 @@ def _finish_run(config, model_dir, members, history, member_metrics, interrupted
         "refit": bool(config.refit),
         "interrupted": interrupted,
         "members": member_metrics,
-        **metrics_extra,
+        "blas_threads": blas_threads,
     }
     if val_probs:
         metrics.update(validation_metrics(np.mean(val_probs, axis=0), y_val))
@@ -399,10 +408,7 @@ def validate_run(model_path: str | os.PathLike, train_path: str | os.PathLike,
     config = model.config
     if config.val_fraction <= 0:
         raise KitError(f"{model_file}: trained with VAL_FRACTION=0, so it has no validation rows to score")
-    dataset = load_train(train_path)
-    y_all = dataset.y.astype(np.int64)
-    _, val_idx = stratified_split(y_all, config.val_fraction, np.random.default_rng(config.seed))
-    x_val, y_val = to_float(dataset.x[val_idx]), y_all[val_idx]
+    _, _, x_val, y_val = load_split(train_path, config.val_fraction, np.random.default_rng(config.seed))
     results = {}
     for use_tta in ([False, True] if tta is None else [tta]):
         started = time.perf_counter()

@@ -18,8 +18,7 @@ import time
 import numpy as np
 
 from kit.config import make_config
-from kit.data import load_train, stratified_split, to_float
-from kit.train import Trainer
+from kit.train import Trainer, load_split
 
 
 def profile_epoch(trainer: Trainer, x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> dict[str, float]:
@@ -64,10 +63,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args()
     config = make_config(args.preset, augment=False)
-    dataset = load_train(args.train)
-    y_all = dataset.y.astype(np.int64)
-    train_idx, _ = stratified_split(y_all, config.val_fraction, np.random.default_rng(0))
-    x, y = to_float(dataset.x[train_idx]), y_all[train_idx]
+    x, y, _, _ = load_split(args.train, config.val_fraction, np.random.default_rng(0))
     trainer = Trainer(config, x.shape[1], config.epochs, np.random.default_rng(0))
     rng = np.random.default_rng(1)
     profile_epoch(trainer, x, y, rng)  # warm-up: buffers allocated, caches filled
