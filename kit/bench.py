@@ -70,7 +70,7 @@ def machine_info() -> dict:
     """CPU model, cores, Python, NumPy, and every BLAS threadpoolctl sees (kernel, threads)."""
     from threadpoolctl import threadpool_info
 
-    from .parallel import THREAD_VARIABLES, usable_cores
+    from .blas import THREAD_VARIABLES, usable_cores
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -340,7 +340,7 @@ def training_footprint(train_path: Path, preset: str, epochs: int) -> dict:
 
 def speed_bench(train_path: str | os.PathLike, sizes: SpeedSizes | None = None, say=print) -> dict:
     """Every speed measurement of `make bench`, as one dict (also what speed.json holds)."""
-    from .parallel import cap_blas_threads
+    from .blas import cap_blas_threads
 
     sizes = sizes or SpeedSizes()
     train_path = Path(train_path)
@@ -462,7 +462,7 @@ def accuracy_bench(train_path: str | os.PathLike, presets: list[str], seeds: int
     `make train` does, in a temporary model folder; collect best epoch, validation accuracy and
     wall seconds. n_jobs > 1 trains them in parallel processes (kit.parallel), which makes
     each run's wall seconds longer than alone."""
-    from .parallel import run_many_outcomes
+    from .parallel import run_many
 
     configs, labels = [], []
     for preset in presets:
@@ -473,7 +473,7 @@ def accuracy_bench(train_path: str | os.PathLike, presets: list[str], seeds: int
               "load_average_before": load_average(), "train": str(train_path), "n_jobs": n_jobs, "runs": []}
     say(f"accuracy: {len(configs)} training runs ({', '.join(presets)}), {n_jobs} at a time ...")
     with tempfile.TemporaryDirectory(prefix="kit-bench-") as tmp:
-        outcomes = run_many_outcomes(configs, train_path, tmp, n_jobs=n_jobs, quiet=n_jobs > 1)
+        outcomes = run_many(configs, train_path, tmp, n_jobs=n_jobs, quiet=n_jobs > 1)
         for config, outcome in zip(configs, outcomes):
             metrics = json.loads((outcome.run_dir / "metrics.json").read_text())
             result["runs"].append({"preset": config.preset, "seed": config.seed, "epochs": config.epochs,

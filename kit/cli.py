@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command in ("train", "submit", "validate", "demo", "bench"):
-        from .parallel import cap_blas_threads
+        from .blas import cap_blas_threads
 
         cap_blas_threads()  # no more BLAS threads than cores (a container's quota included)
     try:
@@ -150,7 +150,7 @@ def cmd_submit(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from .train import validate_run
+    from .runs import validate_run
 
     validate_run(args.model, args.train, args.tta)
     return 0

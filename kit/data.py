@@ -261,3 +261,15 @@ def stratified_split(
 
 def class_counts(y: np.ndarray) -> np.ndarray:
     return np.bincount(y, minlength=N_CLASSES)
+
+
+def load_split(train_path: str | os.PathLike, val_fraction: float, rng: np.random.Generator):
+    """train.csv loaded and split -> (x_train, y_train, x_val, y_val): x float32 (n, 784) in [0, 1],
+    y int64 (n,). The split is the first thing drawn from `rng`, so a run's own seed gives its
+    split again (validate_run relies on it)."""
+    dataset = load_train(train_path)
+    y_all = dataset.y.astype(np.int64)
+    train_idx, val_idx = stratified_split(y_all, val_fraction, rng)
+    # converted after the split, so the float32 rows exist once (a float copy of all rows
+    # and then of each part would hold them twice)
+    return to_float(dataset.x[train_idx]), y_all[train_idx], to_float(dataset.x[val_idx]), y_all[val_idx]

@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .config import make_config
-from .train import log, train_run
+from .console import log
+from .train import train_run
 
 SAMPLE_ZIP = Path(__file__).resolve().parent.parent / "data" / "sample" / "digit-recognizer-sample.zip"
 DEMO_DATA = Path("data/demo")

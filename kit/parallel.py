@@ -4,7 +4,7 @@
     from kit.parallel import run_many
 
     configs = [make_config("default", seed=s) for s in range(4)]
-    run_dirs = run_many(configs, "data/train.csv", "models", n_jobs=2)
+    run_dirs = [outcome.run_dir for outcome in run_many(configs, "data/train.csv", "models", n_jobs=2)]
 
 Each config is trained by kit.train.train_run in its own process (joblib), with its BLAS
 limited so that all processes together use no more threads than the machine has cores: one
@@ -50,48 +50,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "BLIS_NUM_THREADS",
-                    "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
-
-
-def usable_cores() -> int:
-    """Cores this process may use (CPU affinity and cgroup quotas included)."""
-    from joblib import cpu_count
-
-    return max(1, int(cpu_count()))
-
-
-def user_thread_limit() -> int | None:
-    """The smallest positive thread count the user set in the environment, or None."""
-    values = []
-    for name in THREAD_VARIABLES:
-        text = os.environ.get(name, "").strip()
-        if text.isdigit() and int(text) > 0:
-            values.append(int(text))
-    return min(values) if values else None
-
-
-def threads_per_job(n_jobs: int) -> int:
-    """BLAS threads for each of n_jobs processes: cores // n_jobs, at most the user's own limit."""
-    threads = max(1, usable_cores() // max(1, n_jobs))
-    user = user_thread_limit()
-    return min(threads, user) if user else threads
-
-
-def cap_blas_threads():
-    """Keep this process's BLAS from using more threads than it has cores (a container with a
-    CPU quota on a big host would otherwise start one thread per host core). Does nothing when
-    the user set a thread variable or when the pools are already within the cores. Returns the
-    threadpoolctl limiter (call .restore_original_limits() to undo) or None."""
-    from threadpoolctl import threadpool_info, threadpool_limits
-
-    if user_thread_limit() is not None:
-        return None
-    cores = usable_cores()
-    if all(pool.get("num_threads", 1) <= cores for pool in threadpool_info()):
-        return None
-    return threadpool_limits(limits=cores)
-
+from .blas import threads_per_job, usable_cores
+from .network import Model
+from .runs import new_run_id, point_latest
+from .train import train_run
 
 @dataclass
 class RunOutcome:
@@ -107,7 +69,6 @@ def _train_one(config, train_path: str, private_dir: str, threads: int, quiet: b
     """One training run inside a worker process, its BLAS limited to `threads`."""
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    from .train import train_run  # loads NumPy's BLAS first, so the limit below reaches it
 
     started = time.perf_counter()
     buffer = io.StringIO()
@@ -120,26 +81,16 @@ def _train_one(config, train_path: str, private_dir: str, threads: int, quiet: b
 
 def run_many(configs: list, train_path: str | os.PathLike, model_dir: str | os.PathLike = "models",
              n_jobs: int | None = None, backend: str | None = None, threads: int | None = None,
-             quiet: bool = True) -> list[Path]:
-    """Train every config (kit.train.train_run) in parallel processes; return their run folders,
-    in the order of `configs`.
+             quiet: bool = True) -> list[RunOutcome]:
+    """Train every config (kit.train.train_run) in parallel processes; return, in the order of
+    `configs`, each run's outcome: its folder (`.run_dir`), captured log and wall seconds.
 
     n_jobs: processes at once (None: one per config, at most one per core; -1: all cores).
     backend: a joblib backend name ("loky", the default; "dask" or "ray" once registered).
     threads: BLAS threads per process (None: threads_per_job(n_jobs)).
-    quiet: keep each run's epoch log out of the terminal (it is returned by run_many_outcomes).
+    quiet: keep each run's epoch log out of the terminal (it is in each outcome's `.log`).
     """
-    return [outcome.run_dir for outcome in run_many_outcomes(configs, train_path, model_dir, n_jobs, backend,
-                                                             threads, quiet)]
-
-
-def run_many_outcomes(configs: list, train_path: str | os.PathLike, model_dir: str | os.PathLike = "models",
-                      n_jobs: int | None = None, backend: str | None = None, threads: int | None = None,
-                      quiet: bool = True) -> list[RunOutcome]:
-    """run_many, returning each run's folder, captured log and wall seconds."""
     from joblib import Parallel, delayed
-
-    from .train import point_latest
 
     configs = list(configs)
     if not configs:
@@ -179,8 +130,6 @@ def run_many_outcomes(configs: list, train_path: str | os.PathLike, model_dir: s
 
 def _place(run_dir: Path, config, model_dir: Path) -> Path:
     """Move a finished run folder into model_dir, under a fresh name if its own is taken."""
-    from .train import new_run_id
-
     run_id = run_dir.name
     if (model_dir / run_id).exists():
         run_id = new_run_id(config, model_dir)
@@ -191,8 +140,6 @@ def _place(run_dir: Path, config, model_dir: Path) -> Path:
 
 def _rename_run(run_dir: Path, run_id: str) -> None:
     """Keep the run id stored in model.npz equal to the folder name it is moved to."""
-    from .network import Model
-
     model = Model.load(run_dir / "model.npz")
     model.meta["run_id"] = run_id
     model.save(run_dir / "model.npz")

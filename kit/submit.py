@@ -108,8 +108,9 @@ def submit_run(model_path: str | os.PathLike, test_path: str | os.PathLike, out_
     the run (so earlier submissions are kept) and submission.json describing the model."""
     import json
 
+    from .console import log
     from .network import Model
-    from .train import log, resolve_model
+    from .runs import resolve_model
 
     model_file = resolve_model(model_path)
     model = Model.load(model_file)

@@ -1,46 +1,28 @@
 """The training loop: epochs of shuffled mini-batches, validation after each epoch, the best
 epoch's weights kept (copied on improvement, restored at the end, saved on Ctrl-C), optional
-early stopping, refit and ensembles, and the run written to `models/<run-id>/`.
-
-A run folder holds:
-    model.npz      every array needed to predict, plus the config (np.load(allow_pickle=False))
-    config.json    the full resolved Config
-    history.csv    epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds (per member)
-    metrics.json   best epoch, validation accuracy and loss, per-class accuracy, confusion matrix
+early stopping, refit and ensembles; `train_run` writes the run folder through kit.runs.
 """
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import io
-import json
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
+from .blas import blas_threads_now, limit_blas
 from .config import Config
-from .data import N_CLASSES, class_counts, load_train, stratified_split, to_float
+from .console import log
+from .data import class_counts, load_split
 from .errors import KitError
-from .files import atomic_open
+from .metrics import score, validation_metrics
 from .network import Model, Network, build_network
 from .optim import OPTIMIZERS, SCHEDULES
-from .threads import blas_threads_now, choose_blas_threads
-
-HISTORY_FIELDS = ["member", "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
-
-
-def log(message: str = "") -> None:
-    """Print a line without breaking the progress bars."""
-    tqdm.write(message, file=sys.stdout)
+from .runs import new_run_id, point_latest, save_run, summary
 
 
 @dataclass
@@ -55,12 +37,6 @@ def evaluate(network: Network, x: np.ndarray, y: np.ndarray, batch_size: int = 4
     """(mean cross-entropy, accuracy, probabilities (n, 10)) of a network on float32 x (n, 784)."""
     probs = network.predict_proba(x, batch_size)
     return (*score(probs, y), probs)
-
-
-def score(probs: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) of probabilities (n, 10) against labels (n,)."""
-    picked = probs[np.arange(len(y)), y]
-    return float(-np.mean(np.log(np.maximum(picked, 1e-12)))), float(np.mean(probs.argmax(axis=1) == y))
 
 
 class Trainer:
@@ -203,47 +179,6 @@ def format_epoch(row: dict, n_epochs: int, best: bool) -> str:
 # --------------------------------------------------------------------------- a whole run
 
 
-def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
-    """(10, 10) counts: rows are true labels, columns predictions."""
-    matrix = np.zeros((N_CLASSES, N_CLASSES), dtype=np.int64)
-    np.add.at(matrix, (y_true.astype(np.int64), y_pred.astype(np.int64)), 1)
-    return matrix
-
-
-def validation_metrics(probs: np.ndarray, y: np.ndarray) -> dict:
-    """Accuracy, loss, confusion matrix and per-class accuracy of probabilities (n, 10) against labels (n,)."""
-    loss, accuracy = score(probs, y)
-    matrix = confusion_matrix(y, probs.argmax(axis=1))
-    return {
-        "val_accuracy": accuracy,
-        "val_loss": loss,
-        "per_class_accuracy": (np.diag(matrix) / np.maximum(matrix.sum(axis=1), 1)).round(5).tolist(),
-        "confusion_matrix": matrix.tolist(),
-    }
-
-
-def new_run_id(config: Config, model_dir: Path) -> str:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = f"{stamp}-{config.preset}-s{config.seed}"
-    run_id, n = base, 1
-    while (model_dir / run_id).exists():
-        n += 1
-        run_id = f"{base}-{n}"
-    return run_id
-
-
-def load_split(train_path: str | os.PathLike, val_fraction: float, rng: np.random.Generator):
-    """train.csv loaded and split -> (x_train, y_train, x_val, y_val): x float32 (n, 784) in [0, 1],
-    y int64 (n,). The split is the first thing drawn from `rng`, so a run's own seed gives its
-    split again (validate_run relies on it)."""
-    dataset = load_train(train_path)
-    y_all = dataset.y.astype(np.int64)
-    train_idx, val_idx = stratified_split(y_all, val_fraction, rng)
-    # converted after the split, so the float32 rows exist once (a float copy of all rows
-    # and then of each part would hold them twice)
-    return to_float(dataset.x[train_idx]), y_all[train_idx], to_float(dataset.x[val_idx]), y_all[val_idx]
-
-
 def train_run(config: Config, train_path: str | os.PathLike, model_dir: str | os.PathLike = "models") -> Path:
     """Train as the config says on train.csv and save the run; returns the run folder."""
     total_started = time.perf_counter()
@@ -255,77 +190,86 @@ def train_run(config: Config, train_path: str | os.PathLike, model_dir: str | os
     if len(y_val):
         log(f"  val   class counts: {class_counts(y_val).tolist()}")
     log(f"config: preset {config.preset}, {describe(config)}")
+    with limit_blas(config.blas_threads):
+        trained = train_members(config, rng, x_train, y_train, x_val, y_val)
+        threads = blas_threads_now()
+    return finish_run(config, model_dir, trained, n_train=len(y_train), y_val=y_val,
+                      seconds=time.perf_counter() - total_started, blas_threads=threads)
 
-    threads = choose_blas_threads(config, x_train, y_train, log)
-    limit = threadpool_limits(limits=threads, user_api="blas") if threads else contextlib.nullcontext()
-    with limit:
-        trained = _train_members(config, rng, x_train, y_train, x_val, y_val)
-    return _finish_run(config, model_dir, *trained, y_train, y_val, total_started, threads or blas_threads_now())
+
+@dataclass
+class Trained:
+    """What train_members hands to finish_run."""
+
+    members: list[Network]
+    history: list[dict]
+    member_metrics: list[dict]  # per member: best_epoch and, with validation rows, its own val score
+    val_probs: list[np.ndarray]  # per member: validation probabilities (n_val, 10) from before any refit
+    interrupted: bool
 
 
-def _train_members(config: Config, rng: np.random.Generator, x_train, y_train, x_val, y_val):
+def train_members(config: Config, rng: np.random.Generator, x_train, y_train, x_val, y_val) -> Trained:
     """Train the ensemble's members (one by default), each with its own child of the run's rng,
-    refitting each on all rows when asked. Returns (networks, history, per-member metrics,
-    each member's validation probabilities (n_val, 10) from before any refit, interrupted)."""
-    members, history, member_metrics, val_probs = [], [], [], []
-    interrupted = False
+    refitting each on all rows when asked."""
+    trained = Trained([], [], [], [], False)
     for m, member_rng in enumerate(rng.spawn(config.ensemble)):
         label = f"member {m + 1}/{config.ensemble} " if config.ensemble > 1 else ""
         if label:
             log(f"--- {label.strip()}")
         result = fit(config, x_train, y_train, x_val, y_val, member_rng, member=m, label=label)
-        history += result.history
-        interrupted = result.interrupted
+        trained.history += result.history
+        trained.interrupted = result.interrupted
         if result.best_epoch == 0:
             break
-        member_metrics.append({"member": m, "best_epoch": result.best_epoch})
+        metrics = {"member": m, "best_epoch": result.best_epoch}
+        trained.member_metrics.append(metrics)
         if len(y_val):
             # scored before any refit: a refit member has seen the validation rows
             val_loss, val_acc, probs = evaluate(result.network, x_val, y_val, config.eval_batch_size)
-            member_metrics[-1].update(val_loss=val_loss, val_accuracy=val_acc)
-            val_probs.append(probs)
-        if config.refit and not interrupted and len(y_val):
+            metrics.update(val_loss=val_loss, val_accuracy=val_acc)
+            trained.val_probs.append(probs)
+        if config.refit and not trained.interrupted and len(y_val):
             x_all, y_all = np.concatenate([x_train, x_val]), np.concatenate([y_train, y_val])
             log(f"refit: {result.best_epoch} epochs on all {len(y_all)} rows")
             refit = fit(config, x_all, y_all, None, None, member_rng, n_epochs=result.best_epoch,
                         member=m, label=f"{label}refit ")
-            interrupted = refit.interrupted
-            if not interrupted:
+            trained.interrupted = refit.interrupted
+            if not trained.interrupted:
                 result.network = refit.network
-                member_metrics[-1]["refit_epochs"] = result.best_epoch
-        members.append(result.network)
-        if interrupted:
+                metrics["refit_epochs"] = result.best_epoch
+        trained.members.append(result.network)
+        if trained.interrupted:
             break
-    return members, history, member_metrics, val_probs, interrupted
+    return trained
 
 
-def _finish_run(config, model_dir, members, history, member_metrics, val_probs, interrupted, y_train, y_val,
-                total_started, blas_threads) -> Path:
+def finish_run(config: Config, model_dir: Path, trained: Trained, n_train: int, y_val: np.ndarray,
+               seconds: float, blas_threads: int) -> Path:
     """Score the trained members together on the validation rows and save the run."""
-    if not members:
+    if not trained.members:
         raise KitError("interrupted before the first epoch finished; nothing to save")
-    model = Model(config, members)
+    model = Model(config, trained.members)
     metrics: dict = {
         "preset": config.preset,
-        "n_train": int(len(y_train)),
+        "n_train": int(n_train),
         "n_val": int(len(y_val)),
-        "best_epoch": member_metrics[0]["best_epoch"],
+        "best_epoch": trained.member_metrics[0]["best_epoch"],
         "refit": bool(config.refit),
-        "interrupted": interrupted,
-        "members": member_metrics,
+        "interrupted": trained.interrupted,
+        "members": trained.member_metrics,
         "blas_threads": blas_threads,
     }
-    if val_probs:
-        metrics.update(validation_metrics(np.mean(val_probs, axis=0), y_val))
-    metrics["seconds"] = round(time.perf_counter() - total_started, 2)
+    if trained.val_probs:
+        metrics.update(validation_metrics(np.mean(trained.val_probs, axis=0), y_val))
+    metrics["seconds"] = round(seconds, 2)
 
     run_id = new_run_id(config, model_dir)
     run_dir = model_dir / run_id
     model.meta = {"run_id": run_id, "preset": config.preset, "val_accuracy": metrics.get("val_accuracy")}
-    save_run(run_dir, model, history, metrics)
+    save_run(run_dir, model, trained.history, metrics)
     point_latest(model_dir, run_id)
     log(summary(run_dir, metrics))
-    if interrupted:
+    if trained.interrupted:
         raise KeyboardInterrupt  # the CLI turns this into exit 130 after the run is safely saved
     return run_dir
 
@@ -350,90 +294,3 @@ def describe(config: Config) -> str:
     return shape + ", " + ", ".join(extras)
 
 
-def save_run(run_dir: Path, model: Model, history: list[dict], metrics: dict) -> None:
-    """Write the run's four files, each atomically."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_open(run_dir / "history.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=HISTORY_FIELDS)
-        writer.writeheader()
-        for row in history:
-            writer.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()})
-    with atomic_open(run_dir / "config.json", "w") as handle:
-        handle.write(model.config.to_json() + "\n")
-    with atomic_open(run_dir / "metrics.json", "w") as handle:
-        json.dump(metrics, handle, indent=2)
-        handle.write("\n")
-    model.save(run_dir / "model.npz")
-
-
-def point_latest(model_dir: Path, run_id: str) -> None:
-    """Make model_dir/latest a symlink to the run (swapped atomically); a file naming it where links fail."""
-    latest = model_dir / "latest"
-    tmp = model_dir / f".latest.{os.getpid()}"
-    try:
-        if tmp.is_symlink() or tmp.exists():
-            tmp.unlink()
-        os.symlink(run_id, tmp, target_is_directory=True)
-        if latest.exists() and not latest.is_symlink() and latest.is_dir():
-            raise OSError("models/latest is a real folder")
-        os.replace(tmp, latest)
-    except OSError:
-        if tmp.is_symlink():
-            tmp.unlink()
-        with atomic_open(model_dir / "latest.txt", "w") as handle:
-            handle.write(run_id + "\n")
-
-
-def resolve_model(path: str | os.PathLike) -> Path:
-    """A run folder, a model.npz, or models/ (its latest run) -> the model.npz path."""
-    path = Path(path)
-    if path.is_file():
-        return path
-    if (path / "model.npz").exists():
-        return path / "model.npz"
-    if (path / "latest" / "model.npz").exists():
-        return path / "latest" / "model.npz"
-    if (path / "latest.txt").exists():
-        return path / (path / "latest.txt").read_text().strip() / "model.npz"
-    raise KitError(f"{path}: no trained model there; run `make train` first (or give MODEL=path/to/run)")
-
-
-def validate_run(model_path: str | os.PathLike, train_path: str | os.PathLike,
-                 tta: bool | None = None) -> dict[str, float]:
-    """Score a saved run again on its own validation rows: the split is drawn again from the
-    run's seed (it is the first thing its rng draws), so give the train.csv it was trained on.
-    tta None scores without and with test-time augmentation. Returns {"plain"/"tta": accuracy}."""
-    model_file = resolve_model(model_path)
-    model = Model.load(model_file)
-    config = model.config
-    if config.val_fraction <= 0:
-        raise KitError(f"{model_file}: trained with VAL_FRACTION=0, so it has no validation rows to score")
-    _, _, x_val, y_val = load_split(train_path, config.val_fraction, np.random.default_rng(config.seed))
-    results = {}
-    for use_tta in ([False, True] if tta is None else [tta]):
-        started = time.perf_counter()
-        _, accuracy = score(model.predict_proba(x_val, tta=use_tta), y_val)
-        results["tta" if use_tta else "plain"] = accuracy
-        log(f"{model_file}: validation accuracy {accuracy:.4f} on {len(y_val)} rows "
-            f"({'with' if use_tta else 'without'} test-time augmentation, {time.perf_counter() - started:.1f}s)")
-    stored = model.meta.get("val_accuracy")
-    if stored is not None and "plain" in results and abs(stored - results["plain"]) > 1e-9 and not config.refit:
-        log(f"warning: the run recorded {stored:.4f}; is {train_path} the file it was trained on?")
-    if config.refit:
-        log("note: this model was refit on all rows, validation rows included; these scores are optimistic")
-    return results
-
-
-def summary(run_dir: Path, metrics: dict) -> str:
-    lines = ["", f"run saved in {run_dir}/ (model.npz, config.json, history.csv, metrics.json)"]
-    lines.append(f"best epoch {metrics['best_epoch']}" + (f" (refit on all rows)" if metrics.get("refit") else ""))
-    if "val_accuracy" in metrics:
-        lines.append(f"validation accuracy {metrics['val_accuracy']:.4f}, loss {metrics['val_loss']:.4f} "
-                     f"on {metrics['n_val']} rows")
-    if "confusion_matrix" in metrics:
-        lines.append("confusion matrix (rows: true label, columns: predicted):")
-        lines.append("      " + " ".join(f"{c:>5}" for c in range(N_CLASSES)))
-        for label, row in enumerate(metrics["confusion_matrix"]):
-            lines.append(f"  {label:>2}  " + " ".join(f"{v:>5}" for v in row))
-    lines.append(f"total {metrics['seconds']:.1f}s")
-    return "\n".join(lines)

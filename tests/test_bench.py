@@ -15,7 +15,8 @@ from kit import bench
 from kit.config import make_config
 from kit.network import Model
 from kit.optim import OPTIMIZERS, merge_slots
-from kit.parallel import run_many, run_many_outcomes, threads_per_job, usable_cores
+from kit.blas import threads_per_job, usable_cores
+from kit.parallel import run_many
 from synthetic import write_competition
 
 TINY = bench.SpeedSizes(epochs=2, gemm_side=32, repeats=2, parse_repeats=1, rss_epochs=1)
@@ -98,7 +99,7 @@ def test_run_many_trains_two_configs_in_parallel(competition, tmp_path):
     # the same preset and seed: the two runs would get the same name in the same second
     configs = [make_config("reference", hidden=(16,), epochs=2, seed=3),
                make_config("reference", hidden=(16,), epochs=2, seed=3, lr=0.05)]
-    outcomes = run_many_outcomes(configs, competition / "train.csv", tmp_path / "models", n_jobs=2)
+    outcomes = run_many(configs, competition / "train.csv", tmp_path / "models", n_jobs=2)
     run_dirs = [o.run_dir for o in outcomes]
     assert len(set(run_dirs)) == 2
     for config, outcome in zip(configs, outcomes):
@@ -113,7 +114,7 @@ def test_run_many_trains_two_configs_in_parallel(competition, tmp_path):
 
     # in order, and a parallel run gives the weights a run alone gives
     alone = run_many([configs[1]], competition / "train.csv", tmp_path / "alone", n_jobs=1)
-    a = Model.load(alone[0] / "model.npz").members[0].state()
+    a = Model.load(alone[0].run_dir / "model.npz").members[0].state()
     b = Model.load(run_dirs[1] / "model.npz").members[0].state()
     for key in a:
         np.testing.assert_allclose(a[key], b[key], rtol=1e-5, atol=1e-6)

@@ -18,7 +18,8 @@ import time
 import numpy as np
 
 from kit.config import make_config
-from kit.train import Trainer, load_split
+from kit.data import load_split
+from kit.train import Trainer
 
 
 def profile_epoch(trainer: Trainer, x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> dict[str, float]:

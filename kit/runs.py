@@ -1,0 +1,129 @@
+"""Run folders: naming, writing and finding them, and scoring a saved run again.
+
+A run folder `models/<run-id>/` holds:
+    model.npz      every array needed to predict, plus the config (np.load(allow_pickle=False))
+    config.json    the full resolved Config
+    history.csv    member, epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds
+    metrics.json   best epoch, validation accuracy and loss, per-class accuracy, confusion matrix
+`models/latest` links to the newest run (`latest.txt` names it where links fail).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from .config import Config
+from .console import log
+from .data import N_CLASSES, load_split
+from .errors import KitError
+from .files import atomic_open
+from .metrics import score
+from .network import Model
+
+HISTORY_FIELDS = ["member", "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
+
+
+def new_run_id(config: Config, model_dir: Path) -> str:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = f"{stamp}-{config.preset}-s{config.seed}"
+    run_id, n = base, 1
+    while (model_dir / run_id).exists():
+        n += 1
+        run_id = f"{base}-{n}"
+    return run_id
+
+
+def save_run(run_dir: Path, model: Model, history: list[dict], metrics: dict) -> None:
+    """Write the run's four files, each atomically."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_open(run_dir / "history.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=HISTORY_FIELDS)
+        writer.writeheader()
+        for row in history:
+            writer.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()})
+    with atomic_open(run_dir / "config.json", "w") as handle:
+        handle.write(model.config.to_json() + "\n")
+    with atomic_open(run_dir / "metrics.json", "w") as handle:
+        json.dump(metrics, handle, indent=2)
+        handle.write("\n")
+    model.save(run_dir / "model.npz")
+
+
+def point_latest(model_dir: Path, run_id: str) -> None:
+    """Make model_dir/latest a symlink to the run (swapped atomically); a file naming it where links fail."""
+    latest = model_dir / "latest"
+    tmp = model_dir / f".latest.{os.getpid()}"
+    try:
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        os.symlink(run_id, tmp, target_is_directory=True)
+        if latest.exists() and not latest.is_symlink() and latest.is_dir():
+            raise OSError("models/latest is a real folder")
+        os.replace(tmp, latest)
+    except OSError:
+        if tmp.is_symlink():
+            tmp.unlink()
+        with atomic_open(model_dir / "latest.txt", "w") as handle:
+            handle.write(run_id + "\n")
+
+
+def resolve_model(path: str | os.PathLike) -> Path:
+    """A run folder, a model.npz, or models/ (its latest run) -> the model.npz path."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if (path / "model.npz").exists():
+        return path / "model.npz"
+    if (path / "latest" / "model.npz").exists():
+        return path / "latest" / "model.npz"
+    if (path / "latest.txt").exists():
+        return path / (path / "latest.txt").read_text().strip() / "model.npz"
+    raise KitError(f"{path}: no trained model there; run `make train` first (or give MODEL=path/to/run)")
+
+
+def validate_run(model_path: str | os.PathLike, train_path: str | os.PathLike,
+                 tta: bool | None = None) -> dict[str, float]:
+    """Score a saved run again on its own validation rows: the split is drawn again from the
+    run's seed (it is the first thing its rng draws), so give the train.csv it was trained on.
+    tta None scores without and with test-time augmentation. Returns {"plain"/"tta": accuracy}."""
+    model_file = resolve_model(model_path)
+    model = Model.load(model_file)
+    config = model.config
+    if config.val_fraction <= 0:
+        raise KitError(f"{model_file}: trained with VAL_FRACTION=0, so it has no validation rows to score")
+    _, _, x_val, y_val = load_split(train_path, config.val_fraction, np.random.default_rng(config.seed))
+    results = {}
+    for use_tta in ([False, True] if tta is None else [tta]):
+        started = time.perf_counter()
+        _, accuracy = score(model.predict_proba(x_val, tta=use_tta), y_val)
+        results["tta" if use_tta else "plain"] = accuracy
+        log(f"{model_file}: validation accuracy {accuracy:.4f} on {len(y_val)} rows "
+            f"({'with' if use_tta else 'without'} test-time augmentation, {time.perf_counter() - started:.1f}s)")
+    stored = model.meta.get("val_accuracy")
+    if stored is not None and "plain" in results and abs(stored - results["plain"]) > 1e-9 and not config.refit:
+        log(f"warning: the run recorded {stored:.4f}; is {train_path} the file it was trained on?")
+    if config.refit:
+        log("note: this model was refit on all rows, validation rows included; these scores are optimistic")
+    return results
+
+
+def summary(run_dir: Path, metrics: dict) -> str:
+    lines = ["", f"run saved in {run_dir}/ (model.npz, config.json, history.csv, metrics.json)"]
+    lines.append(f"best epoch {metrics['best_epoch']}" + (f" (refit on all rows)" if metrics.get("refit") else ""))
+    if "val_accuracy" in metrics:
+        lines.append(f"validation accuracy {metrics['val_accuracy']:.4f}, loss {metrics['val_loss']:.4f} "
+                     f"on {metrics['n_val']} rows")
+    if "confusion_matrix" in metrics:
+        lines.append("confusion matrix (rows: true label, columns: predicted):")
+        lines.append("      " + " ".join(f"{c:>5}" for c in range(N_CLASSES)))
+        for label, row in enumerate(metrics["confusion_matrix"]):
+            lines.append(f"  {label:>2}  " + " ".join(f"{v:>5}" for v in row))
+    lines.append(f"total {metrics['seconds']:.1f}s")
+    return "\n".join(lines)
