@@ -93,6 +93,16 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# Make variables whose name is not the field's name in capitals.
+MAKE_NAMES = {"batch_size": "BATCH", "conv_channels": "CHANNELS", "blas_threads": "THREADS",
+              "eval_batch_size": "EVAL_BATCH"}
+
+
+def make_variable(name: str) -> str:
+    """The Make variable of a Config field: make_variable("lr") == "LR"."""
+    return MAKE_NAMES.get(name, name.upper())
+
+
 def make_config(preset: str = "default", **overrides: Any) -> Config:
     """Defaults, then the preset, then every override that is not None."""
     if preset not in PRESETS:

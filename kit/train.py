@@ -194,7 +194,7 @@ def train_run(config: Config, train_path: str | os.PathLike, model_dir: str | os
         trained = train_members(config, rng, x_train, y_train, x_val, y_val)
         threads = blas_threads_now()
     return finish_run(config, model_dir, trained, n_train=len(y_train), y_val=y_val,
-                      seconds=time.perf_counter() - total_started, blas_threads=threads)
+                      seconds=time.perf_counter() - total_started, blas_threads=threads, train_path=train_path)
 
 
 @dataclass
@@ -244,13 +244,14 @@ def train_members(config: Config, rng: np.random.Generator, x_train, y_train, x_
 
 
 def finish_run(config: Config, model_dir: Path, trained: Trained, n_train: int, y_val: np.ndarray,
-               seconds: float, blas_threads: int) -> Path:
+               seconds: float, blas_threads: int, train_path: str | os.PathLike) -> Path:
     """Score the trained members together on the validation rows and save the run."""
     if not trained.members:
         raise KitError("interrupted before the first epoch finished; nothing to save")
     model = Model(config, trained.members)
     metrics: dict = {
         "preset": config.preset,
+        "train_path": str(train_path),  # the report and `make validate` redraw the split from it
         "n_train": int(n_train),
         "n_val": int(len(y_val)),
         "best_epoch": trained.member_metrics[0]["best_epoch"],
