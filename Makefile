@@ -10,28 +10,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 KIT := $(BIN)/python -m kit
 
-# Hyperparameters: empty means "the preset's value". Example: make train PRESET=best EPOCHS=20
-PRESET ?= default
-EPOCHS ?=
-LR ?=
-BATCH ?=
-HIDDEN ?=
-CHANNELS ?=
-ARCH ?=
-OPTIMIZER ?=
-SCHEDULE ?=
-WEIGHT_DECAY ?=
-DROPOUT ?=
-BATCH_NORM ?=
-AUGMENT ?=
-LABEL_SMOOTHING ?=
-PATIENCE ?=
-REFIT ?=
-ENSEMBLE ?=
-TTA ?=
-SEED ?=
-VAL_FRACTION ?=
-THREADS ?=
+# Hyperparameters: every field of kit/config.py's Config is a variable (`make help` lists them),
+# e.g. make train PRESET=best EPOCHS=20. Make hands command-line variables to the recipe's
+# environment, and `kit train --make-vars` reads them there, so no list of them is kept here.
 # Files and Kaggle
 TRAIN ?= data/train.csv
 TEST ?= data/test.csv
@@ -50,29 +31,19 @@ PART ?= all
 JOBS ?= 1
 
 opt = $(if $(strip $(2)),$(1) $(2))
-TRAIN_FLAGS = --preset $(PRESET) $(call opt,--epochs,$(EPOCHS)) $(call opt,--lr,$(LR)) \
-	$(call opt,--batch,$(BATCH)) $(call opt,--hidden,$(HIDDEN)) $(call opt,--channels,$(CHANNELS)) \
-	$(call opt,--arch,$(ARCH)) $(call opt,--optimizer,$(OPTIMIZER)) $(call opt,--schedule,$(SCHEDULE)) \
-	$(call opt,--weight-decay,$(WEIGHT_DECAY)) $(call opt,--dropout,$(DROPOUT)) \
-	$(call opt,--batch-norm,$(BATCH_NORM)) $(call opt,--augment,$(AUGMENT)) \
-	$(call opt,--label-smoothing,$(LABEL_SMOOTHING)) $(call opt,--patience,$(PATIENCE)) \
-	$(call opt,--refit,$(REFIT)) $(call opt,--ensemble,$(ENSEMBLE)) $(call opt,--tta,$(TTA)) \
-	$(call opt,--seed,$(SEED)) $(call opt,--val-fraction,$(VAL_FRACTION)) $(call opt,--threads,$(THREADS))
 
-.PHONY: help venv demo data train submit validate upload check test bench clean
+.PHONY: help venv demo data train submit validate upload check test test-fast bench clean
 
 help: ## list the targets and the variables they take
 	@echo "Digit Recognizer kit — targets:"
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z]+):.*## (.*)/  make \1\t\2/' | expand -t 22
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  make \1\t\2/' | expand -t 22
 	@echo ""
-	@echo "Variables (empty = the preset's value):"
-	@echo "  PRESET=default|reference|best  EPOCHS= LR= BATCH= HIDDEN=128,64 CHANNELS=32,64 ARCH=mlp|cnn"
-	@echo "  OPTIMIZER=sgd|momentum|nesterov|adam|adamw  SCHEDULE=constant|step|cosine|warmup_cosine|onecycle|plateau"
-	@echo "  WEIGHT_DECAY= DROPOUT= BATCH_NORM=0|1 AUGMENT=0|1 LABEL_SMOOTHING= PATIENCE= REFIT=0|1"
-	@echo "  ENSEMBLE= TTA=0|1 SEED= VAL_FRACTION= THREADS=0(auto)|1|2"
-	@echo "  TRAIN=$(TRAIN) TEST=$(TEST) MODEL=$(MODEL) OUT=$(OUT)"
-	@echo "  make data: COMPETITION=$(COMPETITION) FORCE=1 ZIP=path.zip   make upload: FILE=$(FILE) MESSAGE= WAIT=$(WAIT)"
-	@echo "  make bench: PART=speed|accuracy|all SEEDS=$(SEEDS) PRESETS=$(PRESETS) JOBS=$(JOBS)"
+	@echo "Files: TRAIN=$(TRAIN) TEST=$(TEST) MODEL=$(MODEL) OUT=$(OUT)"
+	@echo "make data: COMPETITION=$(COMPETITION) FORCE=1 ZIP=path.zip   make upload: FILE=$(FILE) MESSAGE= WAIT=$(WAIT)"
+	@echo "make bench: PART=speed|accuracy|all SEEDS=$(SEEDS) PRESETS=$(PRESETS) JOBS=$(JOBS)   make demo: EPOCHS= SEED="
+	@echo ""
+	@if [ -x $(BIN)/python ]; then $(KIT) config --make-help; \
+	else echo "Hyperparameters: run \`make venv\` and \`make help\` again to list them (or see README.md)."; fi
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -89,7 +60,7 @@ data: $(STAMP) ## download the competition files into data/ (Kaggle credentials 
 	$(KIT) data --competition $(COMPETITION) $(if $(filter 1 yes true,$(FORCE)),--force) $(call opt,--zip,$(ZIP))
 
 train: $(STAMP) ## train on data/train.csv, keep the best epoch, save the run under models/
-	$(KIT) train --train $(TRAIN) $(TRAIN_FLAGS)
+	$(KIT) train --train $(TRAIN) --make-vars
 
 submit: $(STAMP) ## predict data/test.csv with the latest run (or MODEL=) and write submissions/submission.csv
 	$(KIT) submit --model $(MODEL) --test $(TEST) --out $(OUT) $(call opt,--tta,$(TTA))
@@ -103,8 +74,11 @@ upload: $(STAMP) ## send submissions/submission.csv (or FILE=) to the leaderboar
 check: $(STAMP) ## check a submission's format (FILE=)
 	$(KIT) check $(FILE)
 
-test: $(STAMP) ## run the test suite (offline, no credentials needed)
+test: $(STAMP) ## run the whole test suite (offline, no credentials needed)
 	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP) ## the tests without subprocesses, parallel runs, the bench, browsers or clusters
+	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: $(STAMP) ## measure speed and accuracy on data/train.csv; tables go to bench/
 	$(KIT) bench --train $(TRAIN) --part $(PART) --seeds $(SEEDS) --presets $(PRESETS) --jobs $(JOBS)

@@ -7,41 +7,40 @@ progress has saved its best epoch.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
-from .config import PRESETS, make_config, parse_int_tuple
+from . import config
 from .errors import KitError
 
 DEFAULT_COMPETITION = "digit-recognizer"
 
 
-def _add_training_flags(parser: argparse.ArgumentParser) -> None:
-    """Flags that override the preset; None means 'keep the preset's value'."""
-    g = parser.add_argument_group("hyperparameters (override the preset)")
-    g.add_argument("--preset", default="default", choices=list(PRESETS), help="named configuration (default: default)")
-    g.add_argument("--epochs", type=int, help="passes over the training rows")
-    g.add_argument("--lr", type=float, help="(peak) learning rate")
-    g.add_argument("--batch", dest="batch_size", type=int, help="rows per gradient step")
-    g.add_argument("--hidden", help="hidden layer sizes, e.g. 128,64")
-    g.add_argument("--channels", dest="conv_channels", help="cnn conv channels, e.g. 32,64")
-    g.add_argument("--arch", choices=["mlp", "cnn"], help="network family")
-    g.add_argument("--optimizer", help="sgd, momentum, nesterov, adam, adamw")
-    g.add_argument("--schedule", help="constant, step, cosine, warmup_cosine, onecycle, plateau")
-    g.add_argument("--momentum", type=float, help="momentum (adam: beta1)")
-    g.add_argument("--weight-decay", type=float, help="L2 (sgd, adam) or decoupled (adamw) weight decay")
-    g.add_argument("--dropout", type=float, help="dropout rate after hidden dense layers")
-    g.add_argument("--batch-norm", type=_bool, metavar="0|1", help="batch normalisation on/off")
-    g.add_argument("--augment", type=_bool, metavar="0|1", help="on-the-fly augmentation on/off")
-    g.add_argument("--label-smoothing", type=float, help="label smoothing share")
-    g.add_argument("--patience", type=int, help="early stopping after N epochs without improvement (0 = off)")
-    g.add_argument("--refit", type=_bool, metavar="0|1", help="retrain on all rows for the best epoch count")
-    g.add_argument("--ensemble", type=int, help="members with different seeds, probabilities averaged")
-    g.add_argument("--tta", type=_bool, metavar="0|1", help="test-time augmentation on/off")
-    g.add_argument("--seed", type=int, help="the one seed for init, split, shuffle, dropout, augmentation")
-    g.add_argument("--val-fraction", type=float, help="stratified validation share (0 = train on all)")
-    g.add_argument("--threads", dest="blas_threads", type=int,
-                   help="BLAS threads for training (0 = measure 1 vs all once per machine)")
+def add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per Config field (kit/config.py); None means 'keep the preset's value'."""
+    group = parser.add_argument_group("hyperparameters (override the preset; each also a Make variable)")
+    for name in config.CONFIG_FIELDS:
+        kind = config.field_type(name)
+        metavar = {bool: "0|1", tuple: "N,N", int: "N", float: "X"}.get(kind, name.split("_")[0].upper())
+        group.add_argument(config.flag(name), dest=name, metavar=metavar,
+                           help=f"{config.help_text(name)} ({config.make_variable(name)}=)")
+    group.add_argument("--make-vars", action="store_true",
+                       help="also read each setting from its Make variable in the environment (the Makefile "
+                            "passes this); flags win")
+
+
+def config_from_args(args: argparse.Namespace, environ=None) -> config.Config:
+    """The preset, then Make variables from the environment (with --make-vars), then the flags."""
+    environ = os.environ if environ is None else environ
+    texts = {}
+    for name in config.CONFIG_FIELDS:
+        if getattr(args, "make_vars", False) and environ.get(config.make_variable(name), "").strip():
+            texts[name] = environ[config.make_variable(name)]
+        if getattr(args, name, None) is not None:
+            texts[name] = getattr(args, name)
+    preset = texts.pop("preset", "default")
+    return config.make_config(preset.strip(), **{name: config.parse_value(name, text) for name, text in texts.items()})
 
 
 def _bool(text: str) -> bool:
@@ -52,19 +51,6 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"{text!r}: give 1 or 0")
 
 
-def config_from_args(args: argparse.Namespace):
-    overrides = {name: getattr(args, name, None) for name in (
-        "epochs", "lr", "batch_size", "arch", "optimizer", "schedule", "momentum", "weight_decay", "dropout",
-        "batch_norm", "augment", "label_smoothing", "patience", "refit", "ensemble", "tta", "seed", "val_fraction",
-        "blas_threads",
-    )}
-    if args.hidden:
-        overrides["hidden"] = parse_int_tuple(args.hidden, "hidden")
-    if args.conv_channels:
-        overrides["conv_channels"] = parse_int_tuple(args.conv_channels, "channels")
-    return make_config(args.preset, **overrides)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kit", description="NumPy neural network kit for Kaggle's Digit Recognizer.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -72,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a network on train.csv and save the run under models/")
     p.add_argument("--train", default="data/train.csv", help="training CSV (default: data/train.csv)")
     p.add_argument("--model-dir", default="models", help="where runs are saved (default: models)")
-    _add_training_flags(p)
+    add_config_flags(p)
 
     p = sub.add_parser("submit", help="predict test.csv with a trained model and write submission.csv")
     p.add_argument("--model", default="models", help="run folder, model.npz, or models/ for the latest run")
@@ -102,6 +88,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--competition", default=DEFAULT_COMPETITION)
     p.add_argument("--wait", type=float, default=60.0, help="seconds to wait for the score (default 60)")
     p.add_argument("--data-dir", default="data")
+
+    p = sub.add_parser("config", help="the settings table: --markdown (README), --make-help (make help)")
+    p.add_argument("--markdown", action="store_true", help="the README's variables table")
+    p.add_argument("--make-help", action="store_true", help="the variables part of `make help`")
 
     p = sub.add_parser("check", help="check a submission file against Kaggle's format rules")
     p.add_argument("file", nargs="?", default="submissions/submission.csv")
@@ -137,8 +127,7 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_train(args) -> int:
     from .train import train_run
 
-    config = config_from_args(args)
-    train_run(config, args.train, args.model_dir)
+    train_run(config_from_args(args), args.train, args.model_dir)
     return 0
 
 
@@ -185,6 +174,14 @@ def cmd_check(args) -> int:
     return 0
 
 
+def cmd_config(args) -> int:
+    if args.markdown:
+        print(config.markdown_table(), end="")
+    else:
+        print(config.make_help(), end="")
+    return 0
+
+
 def cmd_bench(args) -> int:
     from .bench import run_bench
 
@@ -194,5 +191,5 @@ def cmd_bench(args) -> int:
 
 COMMANDS = {
     "train": cmd_train, "submit": cmd_submit, "validate": cmd_validate, "demo": cmd_demo, "data": cmd_data,
-    "upload": cmd_upload, "check": cmd_check, "bench": cmd_bench,
+    "upload": cmd_upload, "check": cmd_check, "bench": cmd_bench, "config": cmd_config,
 }
