@@ -20,6 +20,7 @@ from .data import IMAGE_SIDE, N_CLASSES, N_PIXELS
 from .errors import KitError
 from .files import atomic_path
 from .losses import SoftmaxCrossEntropy, softmax
+from .optim import FlatParameters
 
 MODEL_FORMAT = 1
 
@@ -28,6 +29,7 @@ class Network:
     def __init__(self, layers: list[L.Layer], label_smoothing: float = 0.0) -> None:
         self.layers = layers
         self.loss_fn = SoftmaxCrossEntropy(label_smoothing)
+        self.parameters = self.flatten_parameters()
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         for layer in self.layers:
@@ -45,34 +47,18 @@ class Network:
             if grad is None:
                 break
 
-    def pack_parameters(self) -> None:
-        """Move every parameter into one contiguous buffer (weights and kernels first, then biases
-        and batch-norm scales) and every gradient into another in the same order; the layers keep
-        views. The optimiser then updates a whole network in a few long array operations
-        (optim.merge_slots). Values are unchanged."""
-        entries = [(layer, name) for layer in self.layers for name in layer.params]
-        entries.sort(key=lambda e: e[1] != "w")  # stable: decayed arrays first, in layer order
-        dtypes = {e[0].params[e[1]].dtype for e in entries}
-        for dtype in dtypes:
-            group = [e for e in entries if e[0].params[e[1]].dtype == dtype]
-            total = sum(layer.params[name].size for layer, name in group)
-            for kind in ("params", "grads"):
-                flat = np.empty(total, dtype=dtype)
-                start = 0
-                for layer, name in group:
-                    old = getattr(layer, kind)[name]
-                    view = flat[start:start + old.size].reshape(old.shape)
-                    view[...] = old
-                    getattr(layer, kind)[name] = view
-                    start += old.size
-
-    def optimizer_slots(self) -> list[tuple[np.ndarray, np.ndarray, bool]]:
-        """(param, grad, decay) for every trainable array; only weight matrices / kernels decay."""
-        return [
-            (layer.params[name], layer.grads[name], name == "w")
-            for layer in self.layers
-            for name in layer.params
-        ]
+    def flatten_parameters(self) -> FlatParameters:
+        """Move every parameter and gradient into one flat vector each (kit.optim.FlatParameters,
+        weights and kernels first) and give the layers views into them; values are unchanged.
+        Layers always write their gradients in place into grads[...], so the views stay live."""
+        parameters = FlatParameters([(f"{i}.{name}", value, name == "w")
+                                          for i, layer in enumerate(self.layers)
+                                          for name, value in layer.params.items()])
+        for i, layer in enumerate(self.layers):
+            for name in layer.params:
+                layer.params[name] = parameters.value(f"{i}.{name}")
+                layer.grads[name] = parameters.grad(f"{i}.{name}")
+        return parameters
 
     def state(self) -> dict[str, np.ndarray]:
         """Every array needed to predict: parameters and buffers, keyed 'layer index.name'."""
@@ -129,7 +115,6 @@ def build_network(config: Config, rng: np.random.Generator, dtype=np.float32) ->
         n_in, first = width, False
     layers.append(L.Dense(n_in, N_CLASSES, rng, input_grad=not first, dtype=dtype))
     network = Network(layers, label_smoothing=config.label_smoothing)
-    network.pack_parameters()
     return network
 
 

@@ -1,9 +1,9 @@
 """Optimisers and learning-rate schedules, each in a registry so a new one drops in
 without touching the training loop.
 
-An optimiser updates parameters in place: step(lr) walks the (param, grad, decay) triples
-it was given at construction. `decay` is True for weight matrices and False for biases and
-batch-norm parameters, which are not weight-decayed.
+An optimiser updates a FlatParameters in place: step(lr) walks its two groups, the decayed
+entries (weight matrices and kernels) and the rest (biases, batch-norm scales and shifts), which
+are not weight-decayed.
 """
 
 from __future__ import annotations
@@ -13,64 +13,56 @@ import math
 import numpy as np
 
 
-def merge_slots(slots: list[tuple[np.ndarray, np.ndarray, bool]]) -> list[tuple[np.ndarray, np.ndarray, bool]]:
-    """The same (param, grad, decay) triples with neighbours in memory joined into one flat pair.
+class FlatParameters:
+    """Every trainable array of a network as a view into one flat vector of values and one of
+    gradients, the weight-decayed arrays first, with an index table (scikit-learn's MLP packs its
+    coefficients the same way). An optimiser step is then two long array operations (decayed,
+    not decayed) whatever the number of layers.
 
-    Network packs its parameters (and, in the same order, their gradients) into one contiguous
-    buffer each, weight matrices first, so the six arrays of a 784-128-64-10 network become two
-    flat slots (decayed, not decayed) and an optimiser step is a handful of long array
-    operations instead of dozens of short ones. Elementwise updates give bit-identical results
-    either way; slots that are not neighbours (any list of separate arrays) stay as they are."""
-    merged: list[tuple[np.ndarray, np.ndarray, bool]] = []
-    run: list[tuple[np.ndarray, np.ndarray, bool]] = []
+        values, grads: (n,) one dtype;  values[:n_decayed] are the decayed entries
+        index: key -> (start, stop, shape)
+    """
 
-    def address(slot) -> tuple[int, int, int]:
-        base = _base(slot[0])
-        return (0, id(base), _offset(slot[0], base)) if base is not None else (1, 0, 0)
+    def __init__(self, arrays: list[tuple[str, np.ndarray, bool]]) -> None:
+        """arrays: (key, initial value, decayed?) for each parameter; values are copied in."""
+        ordered = sorted(arrays, key=lambda entry: not entry[2])  # stable: decayed first, in the given order
+        dtypes = {value.dtype for _, value, _ in ordered}
+        if len(dtypes) > 1:
+            raise ValueError(f"parameters of one network share one dtype, not {sorted(map(str, dtypes))}")
+        dtype = dtypes.pop() if dtypes else np.float32
+        total = sum(value.size for _, value, _ in ordered)
+        self.values = np.empty(total, dtype=dtype)
+        self.grads = np.zeros(total, dtype=dtype)
+        self.n_decayed = sum(value.size for _, value, decay in ordered if decay)
+        self.index: dict[str, tuple[int, int, tuple[int, ...]]] = {}
+        start = 0
+        for key, value, _ in ordered:
+            self.index[key] = (start, start + value.size, value.shape)
+            self.value(key)[...] = value
+            start += value.size
 
-    def flush() -> None:
-        if len(run) == 1:
-            merged.append(run[0])
-        elif run:
-            merged.append((_join([p for p, _, _ in run]), _join([g for _, g, _ in run]), run[0][2]))
-        run.clear()
+    def value(self, key: str) -> np.ndarray:
+        start, stop, shape = self.index[key]
+        return self.values[start:stop].reshape(shape)
 
-    for slot in sorted(slots, key=address):  # stable: separate arrays keep their order
-        if run and not (_follows(run[-1][0], slot[0]) and _follows(run[-1][1], slot[1]) and slot[2] == run[-1][2]):
-            flush()
-        run.append(slot)
-    flush()
-    return merged
+    def grad(self, key: str) -> np.ndarray:
+        start, stop, shape = self.index[key]
+        return self.grads[start:stop].reshape(shape)
 
-
-def _base(a: np.ndarray) -> np.ndarray | None:
-    base = a.base
-    ok = (isinstance(base, np.ndarray) and base.ndim == 1 and base.flags.c_contiguous
-          and base.dtype == a.dtype and a.flags.c_contiguous)
-    return base if ok else None
-
-
-def _offset(a: np.ndarray, base: np.ndarray) -> int:
-    return (a.__array_interface__["data"][0] - base.__array_interface__["data"][0]) // a.itemsize
-
-
-def _follows(a: np.ndarray, b: np.ndarray) -> bool:
-    """True when b starts right where a ends, both contiguous views of one flat array."""
-    base = _base(a)
-    return base is not None and _base(b) is base and _offset(a, base) + a.size == _offset(b, base)
-
-
-def _join(arrays: list[np.ndarray]) -> np.ndarray:
-    base = _base(arrays[0])
-    start = _offset(arrays[0], base)
-    return base[start:start + sum(a.size for a in arrays)]
+    def groups(self) -> list[tuple[np.ndarray, np.ndarray, bool]]:
+        """(values, grads, decayed) for the decayed and the other entries, the empty ones left out."""
+        n = self.n_decayed
+        parts = [(self.values[:n], self.grads[:n], True), (self.values[n:], self.grads[n:], False)]
+        return [part for part in parts if part[0].size]
 
 
 class Optimizer:
-    def __init__(self, slots: list[tuple[np.ndarray, np.ndarray, bool]], weight_decay: float = 0.0,
-                 momentum: float = 0.9, grad_clip: float = 0.0) -> None:
-        self.slots = slots
-        self.groups = merge_slots(slots)  # what the updates walk: the slots, neighbours joined
+    """Updates a FlatParameters' values in place from its gradients; step(lr) once per batch."""
+
+    def __init__(self, parameters: FlatParameters, weight_decay: float = 0.0, momentum: float = 0.9,
+                 grad_clip: float = 0.0) -> None:
+        self.parameters = parameters
+        self.groups = parameters.groups()
         self.weight_decay = weight_decay
         self.momentum = momentum
         self.grad_clip = grad_clip
@@ -88,10 +80,10 @@ class Optimizer:
         raise NotImplementedError
 
     def _clip(self) -> None:
-        norm = math.sqrt(sum(float(np.vdot(g, g)) for _, g, _ in self.slots))
+        grads = self.parameters.grads
+        norm = math.sqrt(float(np.vdot(grads, grads)))
         if norm > self.grad_clip:
-            for _, grad, _ in self.slots:
-                grad *= self.grad_clip / norm
+            grads *= self.grad_clip / norm
 
     def _l2(self, i: int, param: np.ndarray, grad: np.ndarray, decay: bool) -> None:
         """Coupled L2: add weight_decay * param to the gradient."""
@@ -99,9 +91,6 @@ class Optimizer:
             tmp = self.scratch[i]
             np.multiply(param, self.weight_decay, out=tmp)
             grad += tmp
-
-    def state(self) -> dict[str, np.ndarray]:
-        return {}
 
 
 class SGD(Optimizer):
@@ -118,8 +107,8 @@ class Momentum(Optimizer):
 
     nesterov = False
 
-    def __init__(self, slots, **kwargs):
-        super().__init__(slots, **kwargs)
+    def __init__(self, parameters, **kwargs):
+        super().__init__(parameters, **kwargs)
         self.velocity = [np.zeros_like(p) for p, _, _ in self.groups]
 
     def update(self, i, param, grad, decay, lr):
@@ -149,8 +138,8 @@ class Adam(Optimizer):
     beta2 = 0.999
     eps = 1e-8
 
-    def __init__(self, slots, **kwargs):
-        super().__init__(slots, **kwargs)
+    def __init__(self, parameters, **kwargs):
+        super().__init__(parameters, **kwargs)
         self.m = [np.zeros_like(p) for p, _, _ in self.groups]
         self.v = [np.zeros_like(p) for p, _, _ in self.groups]
 
@@ -160,7 +149,6 @@ class Adam(Optimizer):
         # fold both bias corrections into one step size (Kingma & Ba, section 2)
         self._step_size = lr * math.sqrt(1 - b2**t) / (1 - b1**t)
         self._eps_hat = self.eps * math.sqrt(1 - b2**t)
-        self._lr = lr
         super().step(lr)
 
     def update(self, i, param, grad, decay, lr):

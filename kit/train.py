@@ -51,7 +51,7 @@ class Trainer:
         self.config, self.rng, self.n_epochs = config, rng, n_epochs
         self.network = build_network(config, rng)
         self.optimizer = OPTIMIZERS[config.optimizer](
-            self.network.optimizer_slots(), weight_decay=config.weight_decay, momentum=config.momentum,
+            self.network.parameters, weight_decay=config.weight_decay, momentum=config.momentum,
             grad_clip=config.grad_clip,
         )
         self.schedule = SCHEDULES[config.schedule](config.lr, n_epochs, config.warmup_epochs)

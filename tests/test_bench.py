@@ -14,7 +14,7 @@ import pytest
 from kit import bench
 from kit.config import make_config
 from kit.network import Model
-from kit.optim import OPTIMIZERS, merge_slots
+from kit.optim import OPTIMIZERS
 from kit.blas import threads_per_job, usable_cores
 from kit.parallel import run_many
 from synthetic import write_competition
@@ -132,45 +132,29 @@ def test_thread_shares_never_exceed_the_cores(monkeypatch):
     assert threads_per_job(1) == 1  # the user's own limit is kept
 
 
-def test_merged_optimizer_slots_update_like_separate_ones():
-    """The network packs its parameters into one buffer; the optimiser's merged update must give
-    exactly the numbers updating every array on its own gives."""
-    rng = np.random.default_rng(0)
-    shapes = [((4, 3), True), ((3, 2), True), ((3,), False), ((2,), False)]  # decayed first, as packed
-    total = sum(int(np.prod(shape)) for shape, _ in shapes)
-    for name in OPTIMIZERS:
-        flat_p, flat_g = rng.standard_normal(total), np.zeros(total)
-        packed, separate, start = [], [], 0
-        for shape, decay in shapes:
-            size = int(np.prod(shape))
-            p = flat_p[start:start + size].reshape(shape)
-            packed.append((p, flat_g[start:start + size].reshape(shape), decay))
-            separate.append((p.copy(), np.zeros(shape), decay))
-            start += size
-        assert len(merge_slots(packed)) == 2 and len(merge_slots(separate)) == 4
-        ours = OPTIMIZERS[name](packed, weight_decay=0.1, grad_clip=5.0)
-        theirs = OPTIMIZERS[name](separate, weight_decay=0.1, grad_clip=5.0)
-        for _ in range(3):
-            for (_, g, _), (_, h, _) in zip(packed, separate):
-                g[...] = h[...] = rng.standard_normal(g.shape) * 3
-            ours.step(0.05)
-            theirs.step(0.05)
-        for (p, _, _), (q, _, _) in zip(packed, separate):
-            np.testing.assert_allclose(p, q, rtol=1e-13, atol=1e-15, err_msg=name)
-
-
-def test_packed_network_keeps_values_and_trains_identically():
+def test_flat_parameters_keep_values_and_a_step_moves_every_layer():
+    """The network's parameters live in one flat vector (decayed weights first); one SGD step
+    through the network must move each layer's own arrays by -lr * its own gradient."""
     from kit.network import build_network
 
     config = make_config("reference", hidden=(16, 8))
     network = build_network(config, np.random.default_rng(5))
-    slots = network.optimizer_slots()
-    assert len(merge_slots(slots)) == 2  # weights, then biases: two flat updates per step
-    # the same draws as an unpacked network: packing moves values, it does not change them
+    store = network.parameters
+    assert store.n_decayed == 784 * 16 + 16 * 8 + 8 * 10 and store.values.size == store.n_decayed + 16 + 8 + 10
+    # the same draws as an unpacked network: flattening moves values, it does not change them
     rng = np.random.default_rng(5)
-    std = np.sqrt(2.0 / 784)
     np.testing.assert_array_equal(network.layers[0].params["w"],
-                                  (rng.standard_normal((784, 16)) * std).astype(np.float32))
+                                  (rng.standard_normal((784, 16)) * np.sqrt(2.0 / 784)).astype(np.float32))
+    before = [{k: v.copy() for k, v in layer.params.items()} for layer in network.layers]
+    x = np.random.default_rng(1).random((8, 784), dtype=np.float32)
+    network.loss(network.forward(x, training=True), np.arange(8) % 10)
+    network.backward()
+    grads = [{k: v.copy() for k, v in layer.grads.items()} for layer in network.layers]
+    OPTIMIZERS["sgd"](store).step(0.5)
+    for layer, old, grad in zip(network.layers, before, grads):
+        for name in layer.params:
+            assert np.any(grad[name] != 0), (layer, name)
+            np.testing.assert_allclose(layer.params[name], old[name] - 0.5 * grad[name], rtol=1e-6, atol=1e-7)
 
 
 def test_loss_hands_out_the_predictions_it_computes():
@@ -199,7 +183,7 @@ def test_layers_keep_writing_into_the_packed_buffers(preset):
 
     config = make_config(preset, hidden=(16,), conv_channels=(4, 8))
     network = build_network(config, np.random.default_rng(0))
-    groups = merge_slots(network.optimizer_slots())
+    groups = network.parameters.groups()
     x = np.random.default_rng(1).random((8, 784), dtype=np.float32)
     logits = network.forward(x, training=True)
     network.loss(logits, np.arange(8) % 10)

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from kit.optim import OPTIMIZERS, SCHEDULES
+from kit.optim import OPTIMIZERS, SCHEDULES, FlatParameters
 
 LRS = [0.1, 0.05, 0.02, 0.08]  # a different rate every step, as a schedule would give
 WD = 0.1
@@ -66,6 +66,13 @@ def test_every_optimizer_has_a_reference():
     assert set(OPTIMIZERS) == set(REFERENCES)
 
 
+def flat(params, decays):
+    """A FlatParameters of these arrays -> (store, value views, grad views) in the given order."""
+    store = FlatParameters([(str(i), p, d) for i, (p, d) in enumerate(zip(params, decays))])
+    keys = [str(i) for i in range(len(params))]
+    return store, [store.value(k) for k in keys], [store.grad(k) for k in keys]
+
+
 def make_problem(seed=0):
     rng = np.random.default_rng(seed)
     params = [rng.standard_normal((3, 4)), rng.standard_normal(4), rng.standard_normal((2, 2))]
@@ -77,9 +84,8 @@ def make_problem(seed=0):
 @pytest.mark.parametrize("name", sorted(REFERENCES))
 def test_optimizer_matches_reference(name):
     params, decays, grad_steps = make_problem()
-    ours = [p.copy() for p in params]
-    grads = [np.zeros_like(p) for p in params]
-    opt = OPTIMIZERS[name](list(zip(ours, grads, decays)), weight_decay=WD, momentum=MU)
+    store, ours, grads = flat(params, decays)  # decayed arrays move first in memory; results must not care
+    opt = OPTIMIZERS[name](store, weight_decay=WD, momentum=MU)
     ref = [p.copy() for p in params]
     state: dict = {}
     for lr, step_grads in zip(LRS, grad_steps):
@@ -96,11 +102,10 @@ def test_optimizer_matches_reference(name):
 @pytest.mark.parametrize("name", sorted(REFERENCES))
 def test_no_decay_slots_are_not_decayed(name):
     """With zero gradients only weight decay moves a parameter: decay=True slots shrink, decay=False stay."""
-    w, b = np.ones((2, 3)), np.ones(3)
-    opt = OPTIMIZERS[name]([(w, np.zeros_like(w), True), (b, np.zeros_like(b), False)], weight_decay=0.5, momentum=MU)
+    store, (b, w), _ = flat([np.ones(3), np.ones((2, 3))], [False, True])
+    opt = OPTIMIZERS[name](store, weight_decay=0.5, momentum=MU)
     for _ in range(3):
-        opt.slots[0][1][...] = 0
-        opt.slots[1][1][...] = 0
+        store.grads[...] = 0
         opt.step(0.1)
     np.testing.assert_array_equal(b, 1.0)
     assert np.all(w < 1.0)
@@ -109,12 +114,12 @@ def test_no_decay_slots_are_not_decayed(name):
 def test_adamw_decay_is_decoupled_from_the_gradient_scale():
     """AdamW: one step with zero gradient shrinks weights by exactly (1 - lr wd); Adam's coupled
     L2 instead goes through the normalisation and moves them by about lr."""
-    w = np.full(3, 2.0)
-    opt = OPTIMIZERS["adamw"]([(w, np.zeros(3), True)], weight_decay=0.01, momentum=MU)
+    store, (w,), _ = flat([np.full(3, 2.0)], [True])
+    opt = OPTIMIZERS["adamw"](store, weight_decay=0.01, momentum=MU)
     opt.step(0.1)
     np.testing.assert_allclose(w, 2.0 * (1 - 0.1 * 0.01))
-    w2 = np.full(3, 2.0)
-    opt = OPTIMIZERS["adam"]([(w2, np.zeros(3), True)], weight_decay=0.01, momentum=MU)
+    store, (w2,), _ = flat([np.full(3, 2.0)], [True])
+    opt = OPTIMIZERS["adam"](store, weight_decay=0.01, momentum=MU)
     opt.step(0.1)
     np.testing.assert_allclose(w2, 2.0 - 0.1, rtol=1e-6)
 
@@ -123,9 +128,8 @@ def test_nesterov_differs_from_momentum():
     params, decays, grad_steps = make_problem(1)
     finals = {}
     for name in ("momentum", "nesterov"):
-        ps = [p.copy() for p in params]
-        gs = [np.zeros_like(p) for p in params]
-        opt = OPTIMIZERS[name](list(zip(ps, gs, decays)), weight_decay=0.0, momentum=MU)
+        store, ps, gs = flat(params, decays)
+        opt = OPTIMIZERS[name](store, weight_decay=0.0, momentum=MU)
         for lr, step_grads in zip(LRS, grad_steps):
             for g, new in zip(gs, step_grads):
                 g[...] = new
@@ -136,17 +140,19 @@ def test_nesterov_differs_from_momentum():
 
 def test_gradient_clipping_limits_the_global_norm():
     rng = np.random.default_rng(2)
-    a, b = np.zeros((3, 3)), np.zeros(5)
+    store, (a, b), (grad_a, grad_b) = flat([np.zeros((3, 3)), np.zeros(5)], [True, False])
     ga, gb = rng.standard_normal((3, 3)) * 10, rng.standard_normal(5) * 10
+    grad_a[...], grad_b[...] = ga, gb
     norm = math.sqrt(float((ga**2).sum() + (gb**2).sum()))
-    opt = OPTIMIZERS["sgd"]([(a, ga.copy(), True), (b, gb.copy(), False)], grad_clip=1.0)
+    opt = OPTIMIZERS["sgd"](store, grad_clip=1.0)
     opt.step(1.0)
     step_norm = math.sqrt(float((a**2).sum() + (b**2).sum()))
     assert step_norm == pytest.approx(1.0, rel=1e-12)
     np.testing.assert_allclose(a, -ga / norm, rtol=1e-12)  # the direction is kept
     # below the threshold nothing changes
-    a2 = np.zeros(2)
-    opt = OPTIMIZERS["sgd"]([(a2, np.array([0.3, 0.4]), True)], grad_clip=1.0)
+    store, (a2,), (g2,) = flat([np.zeros(2)], [True])
+    g2[...] = [0.3, 0.4]
+    opt = OPTIMIZERS["sgd"](store, grad_clip=1.0)
     opt.step(1.0)
     np.testing.assert_allclose(a2, [-0.3, -0.4])
 
