@@ -40,14 +40,44 @@ def new_run_id(config: Config, model_dir: Path) -> str:
     return run_id
 
 
-def save_run(run_dir: Path, model: Model, history: list[dict], metrics: dict) -> None:
-    """Write the run's four files, each atomically."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_open(run_dir / "history.csv", "w", newline="") as handle:
+def start_run(config: Config, model_dir: Path) -> Path:
+    """Claim a new run folder (its name cannot be taken twice, even by a parallel run) and
+    write its config.json."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    while True:
+        run_dir = model_dir / new_run_id(config, model_dir)
+        try:
+            run_dir.mkdir()
+            break
+        except FileExistsError:
+            continue
+    with atomic_open(run_dir / "config.json", "w") as handle:
+        handle.write(config.to_json() + "\n")
+    return run_dir
+
+
+def save_checkpoint(run_dir: Path, model: Model, history: list[dict]) -> None:
+    """The best weights so far and the epochs behind them, written whenever they improve, so
+    that a crash or a kill loses no more than the epoch in progress. `make submit
+    MODEL=<run folder>` can use them; metrics.json comes only with the finished run."""
+    model.meta = {"run_id": run_dir.name, "preset": model.config.preset, "val_accuracy": None, "partial": True}
+    write_history(run_dir / "history.csv", history)
+    model.save(run_dir / "model.npz")
+
+
+def write_history(path: Path, history: list[dict]) -> None:
+    with atomic_open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=HISTORY_FIELDS)
         writer.writeheader()
         for row in history:
             writer.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()})
+
+
+def save_run(run_dir: Path, model: Model, history: list[dict], metrics: dict) -> None:
+    """Write the finished run's files, each atomically (model.npz last: it marks the run complete
+    together with metrics.json)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_history(run_dir / "history.csv", history)
     with atomic_open(run_dir / "config.json", "w") as handle:
         handle.write(model.config.to_json() + "\n")
     with atomic_open(run_dir / "metrics.json", "w") as handle:

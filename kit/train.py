@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +24,7 @@ from .errors import KitError
 from .metrics import score, validation_metrics
 from .network import Model, Network, build_network
 from .optim import OPTIMIZERS, SCHEDULES
-from .runs import new_run_id, point_latest, save_run, summary
+from .runs import point_latest, save_checkpoint, save_run, start_run, summary
 
 
 @dataclass
@@ -114,12 +116,14 @@ def fit(
     n_epochs: int | None = None,
     member: int = 0,
     label: str = "",
+    on_best: Callable[[Network, list[dict]], None] | None = None,
 ) -> FitResult:
     """Train one network from scratch. With validation data, the returned network holds the best
     epoch's weights (highest val accuracy, ties to lower val loss); without, the last epoch's.
 
     x_*: (n, 784) float32 in [0, 1]; y_*: (n,) integer labels. Ctrl-C ends training early and
-    returns what was best so far (interrupted=True)."""
+    returns what was best so far (interrupted=True). on_best(network, history so far) is called
+    after every epoch that becomes the best, while the network holds that epoch's weights."""
     n_epochs = n_epochs or config.epochs
     trainer = Trainer(config, x_train.shape[1], n_epochs, rng)
     network = trainer.network
@@ -155,6 +159,8 @@ def fit(
                 row["seconds"] = time.perf_counter() - started
                 result.history.append(row)
                 log(format_epoch(row, n_epochs, best=result.best_epoch == epoch and has_val))
+                if on_best is not None and result.best_epoch == epoch:
+                    on_best(network, result.history)
                 if config.patience and since_best >= config.patience:
                     log(f"early stop: no better validation accuracy for {config.patience} epochs")
                     break
@@ -190,11 +196,16 @@ def train_run(config: Config, train_path: str | os.PathLike, model_dir: str | os
     if len(y_val):
         log(f"  val   class counts: {class_counts(y_val).tolist()}")
     log(f"config: preset {config.preset}, {describe(config)}")
-    with limit_blas(config.blas_threads):
-        trained = train_members(config, rng, x_train, y_train, x_val, y_val)
-        threads = blas_threads_now()
-    return finish_run(config, model_dir, trained, n_train=len(y_train), y_val=y_val,
-                      seconds=time.perf_counter() - total_started, blas_threads=threads, train_path=train_path)
+    run_dir = start_run(config, model_dir)
+    try:
+        with limit_blas(config.blas_threads):
+            trained = train_members(config, rng, x_train, y_train, x_val, y_val, run_dir)
+            threads = blas_threads_now()
+        return finish_run(config, run_dir, trained, n_train=len(y_train), y_val=y_val,
+                          seconds=time.perf_counter() - total_started, blas_threads=threads, train_path=train_path)
+    finally:
+        if not (run_dir / "model.npz").exists():
+            shutil.rmtree(run_dir, ignore_errors=True)  # not one epoch finished: nothing worth a folder
 
 
 @dataclass
@@ -208,15 +219,22 @@ class Trained:
     interrupted: bool
 
 
-def train_members(config: Config, rng: np.random.Generator, x_train, y_train, x_val, y_val) -> Trained:
+def train_members(config: Config, rng: np.random.Generator, x_train, y_train, x_val, y_val,
+                  run_dir: Path | None = None) -> Trained:
     """Train the ensemble's members (one by default), each with its own child of the run's rng,
-    refitting each on all rows when asked."""
+    refitting each on all rows when asked. With run_dir, the finished members plus the current
+    one's best epoch are saved there whenever that epoch improves (runs.save_checkpoint)."""
     trained = Trained([], [], [], [], False)
+
+    def checkpoint(network: Network, history: list[dict]) -> None:
+        save_checkpoint(run_dir, Model(config, trained.members + [network]), trained.history + history)
+
     for m, member_rng in enumerate(rng.spawn(config.ensemble)):
         label = f"member {m + 1}/{config.ensemble} " if config.ensemble > 1 else ""
         if label:
             log(f"--- {label.strip()}")
-        result = fit(config, x_train, y_train, x_val, y_val, member_rng, member=m, label=label)
+        result = fit(config, x_train, y_train, x_val, y_val, member_rng, member=m, label=label,
+                     on_best=checkpoint if run_dir is not None else None)
         trained.history += result.history
         trained.interrupted = result.interrupted
         if result.best_epoch == 0:
@@ -243,9 +261,10 @@ def train_members(config: Config, rng: np.random.Generator, x_train, y_train, x_
     return trained
 
 
-def finish_run(config: Config, model_dir: Path, trained: Trained, n_train: int, y_val: np.ndarray,
+def finish_run(config: Config, run_dir: Path, trained: Trained, n_train: int, y_val: np.ndarray,
                seconds: float, blas_threads: int, train_path: str | os.PathLike) -> Path:
-    """Score the trained members together on the validation rows and save the run."""
+    """Score the trained members together on the validation rows and save the run in run_dir
+    (from runs.start_run); models/latest then points at it."""
     if not trained.members:
         raise KitError("interrupted before the first epoch finished; nothing to save")
     model = Model(config, trained.members)
@@ -264,11 +283,9 @@ def finish_run(config: Config, model_dir: Path, trained: Trained, n_train: int, 
         metrics.update(validation_metrics(np.mean(trained.val_probs, axis=0), y_val))
     metrics["seconds"] = round(seconds, 2)
 
-    run_id = new_run_id(config, model_dir)
-    run_dir = model_dir / run_id
-    model.meta = {"run_id": run_id, "preset": config.preset, "val_accuracy": metrics.get("val_accuracy")}
+    model.meta = {"run_id": run_dir.name, "preset": config.preset, "val_accuracy": metrics.get("val_accuracy")}
     save_run(run_dir, model, trained.history, metrics)
-    point_latest(model_dir, run_id)
+    point_latest(run_dir.parent, run_dir.name)
     log(summary(run_dir, metrics))
     if trained.interrupted:
         raise KeyboardInterrupt  # the CLI turns this into exit 130 after the run is safely saved

@@ -35,13 +35,6 @@ def test_step_flops_match_the_issue():
     assert bench.layer_sizes(make_config("best")) is None  # a CNN: no floor
 
 
-def test_step_products_and_gemm_measurements_run():
-    step = bench.step_products([784, 16, 10], 8, np.random.default_rng(0))
-    assert bench.floor_epoch(step, 3) > 0
-    gflops = bench.gemm_gflops(16, 16, 16, 2, np.random.default_rng(0))
-    assert len(gflops) == 2 and all(g > 0 for g in gflops)
-
-
 def test_time_epochs_reports_a_ratio(competition):
     from kit.data import load_train, to_float
 

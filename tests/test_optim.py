@@ -162,8 +162,10 @@ def test_gradient_clipping_limits_the_global_norm():
 BASE, EPOCHS = 0.1, 10
 
 
-def test_every_schedule_is_tested():
-    assert set(SCHEDULES) == {"constant", "step", "cosine", "warmup_cosine", "onecycle", "plateau"}
+def test_every_schedule_has_a_test_of_its_own():
+    """A schedule added to the registry without a test_<name> function below fails here."""
+    untested = [name for name in SCHEDULES if not any(n.startswith(f"test_{name}") for n in globals())]
+    assert not untested
 
 
 def test_constant():

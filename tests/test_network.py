@@ -1,0 +1,111 @@
+"""Whole networks as the presets build them: the gradient of every parameter through
+build_network against central differences in float64, the loss at initialisation, memorising
+one small batch, and learning a task that only hidden layers can solve."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from kit.config import PRESETS, make_config
+from kit.network import build_network
+from kit.optim import OPTIMIZERS
+from kit.train import fit
+
+SMALL = dict(hidden=(6,), conv_channels=(2, 3))  # every layer kind of the preset, few parameters
+
+
+def small_network(preset: str, dtype=np.float64, **overrides):
+    config = make_config(preset, **{**SMALL, **overrides})
+    return config, build_network(config, np.random.default_rng(3), dtype=dtype)
+
+
+def reseed_dropout(network) -> None:
+    """Every forward draws the same dropout masks, so the loss is a function of the parameters."""
+    for layer in network.layers:
+        if hasattr(layer, "rng"):
+            layer.rng = np.random.default_rng(11)
+
+
+def loss_of(network, x, y) -> float:
+    reseed_dropout(network)
+    return network.loss(network.forward(x, training=True), y)
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_whole_network_gradient_matches_central_differences(preset):
+    """d loss / d every parameter array of the preset's network (dense, conv, batch norm, dropout,
+    label smoothing included), checked at up to 12 entries of each array."""
+    config, network = small_network(preset)
+    rng = np.random.default_rng(0)
+    x = rng.random((6, 784))
+    y = np.arange(6) % 10
+    store = network.parameters
+    store.values[store.n_decayed:] += rng.standard_normal(store.values.size - store.n_decayed) * 0.1  # biases off 0
+    loss_of(network, x, y)
+    network.backward()
+    analytic = store.grads.copy()
+    checked = 0
+    for key, (start, stop, _) in store.index.items():
+        for i in rng.choice(np.arange(start, stop), size=min(12, stop - start), replace=False):
+            saved = store.values[i]
+            store.values[i] = saved + 1e-6
+            up = loss_of(network, x, y)
+            store.values[i] = saved - 1e-6
+            down = loss_of(network, x, y)
+            store.values[i] = saved
+            numeric = (up - down) / 2e-6
+            assert abs(numeric - analytic[i]) <= 1e-5 * max(1.0, abs(numeric)), (preset, key, i, numeric, analytic[i])
+            checked += 1
+    assert checked > 12 * 2 and np.abs(analytic).max() > 1e-3
+
+
+@pytest.mark.parametrize("preset", list(PRESETS))
+def test_loss_at_initialisation_is_about_ln_10(preset):
+    _, network = small_network(preset, dtype=np.float32, hidden=(64,), conv_channels=(8, 16))
+    x = np.random.default_rng(1).random((256, 784), dtype=np.float32) * 0.3
+    loss = network.loss(network.forward(x, training=False), np.arange(256) % 10)
+    assert abs(loss - math.log(10)) < 0.5, loss
+
+
+def test_memorises_one_small_batch():
+    """32 rows with arbitrary labels: a working forward/backward/update drives the loss to ~0."""
+    config = make_config("reference", hidden=(64,))
+    network = build_network(config, np.random.default_rng(0))
+    optimizer = OPTIMIZERS["adam"](network.parameters, momentum=0.9)
+    rng = np.random.default_rng(2)
+    x, y = rng.random((32, 784), dtype=np.float32), rng.integers(0, 10, 32)
+    first = network.loss(network.forward(x, training=True), y)
+    for _ in range(150):
+        network.loss(network.forward(x, training=True), y)
+        network.backward()
+        optimizer.step(3e-3)
+    predicted = np.empty(32, dtype=np.intp)
+    last = network.loss(network.forward(x, training=False), y, predicted)
+    assert last < 0.05 < first and np.array_equal(predicted, y)
+
+
+def checkerboard(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Image row 10 carries a uniform value a, row 18 a value b; the label is (a > 0.5) XOR
+    (b > 0.5). The other pixels are faint noise. No linear function of the pixels does better
+    than chance."""
+    rng = np.random.default_rng(seed)
+    x = rng.random((n, 784), dtype=np.float32) * 0.05
+    a, b = rng.random(n), rng.random(n)
+    x[:, 280:308], x[:, 504:532] = a[:, None], b[:, None]
+    return x, ((a > 0.5) ^ (b > 0.5)).astype(np.int64)
+
+
+def test_learns_what_only_hidden_layers_can_learn():
+    x_train, y_train = checkerboard(3000, 0)
+    x_val, y_val = checkerboard(600, 1)
+    config = make_config("reference", hidden=(32, 16), optimizer="adam", lr=3e-3, epochs=15, batch_size=32)
+    result = fit(config, x_train, y_train, x_val, y_val, np.random.default_rng(0))
+    accuracy = float(np.mean(result.network.predict_proba(x_val).argmax(axis=1) == y_val))
+    assert accuracy >= 0.9, accuracy
+    from sklearn.linear_model import LogisticRegression  # the same data without hidden layers
+
+    linear = LogisticRegression(max_iter=500).fit(x_train, y_train).score(x_val, y_val)
+    assert linear < 0.65, linear
