@@ -35,6 +35,7 @@ def test_step_flops_match_the_issue():
     assert bench.layer_sizes(make_config("best")) is None  # a CNN: no floor
 
 
+@pytest.mark.slow
 def test_time_epochs_reports_a_ratio(competition):
     from kit.data import load_train, to_float
 
@@ -48,6 +49,7 @@ def test_time_epochs_reports_a_ratio(competition):
     assert one_thread["blas_threads"] == 1
 
 
+@pytest.mark.slow
 def test_speed_part_writes_its_table(competition, tmp_path, capsys):
     args = argparse.Namespace(train=str(competition / "train.csv"), part="speed", seeds=1,
                               presets="reference", out=str(tmp_path / "bench"))
@@ -66,6 +68,7 @@ def test_speed_part_writes_its_table(competition, tmp_path, capsys):
     assert speed["predict"]["runs"][0]["rows"] == 40  # test.csv next to train.csv
 
 
+@pytest.mark.slow
 def test_accuracy_part_writes_its_table(competition, tmp_path):
     args = argparse.Namespace(train=str(competition / "train.csv"), part="accuracy", seeds=2,
                               presets="reference,default", out=str(tmp_path / "bench"))
@@ -88,6 +91,7 @@ def test_bench_refuses_a_missing_file_and_an_unknown_preset(tmp_path, competitio
                                            presets="reference,nonsense", out=str(tmp_path)))
 
 
+@pytest.mark.slow
 def test_run_many_trains_two_configs_in_parallel(competition, tmp_path):
     # the same preset and seed: the two runs would get the same name in the same second
     configs = [make_config("reference", hidden=(16,), epochs=2, seed=3),

@@ -74,6 +74,7 @@ def test_train_then_submit_through_the_cli(competition, tmp_path, capsys):
     assert json.loads((tmp_path / "subs" / "submission.json").read_text())["run_id"] == run_dir.name
 
 
+@pytest.mark.slow
 def test_cli_entry_point_runs_as_a_module(tmp_path):
     result = subprocess.run([sys.executable, "-m", "kit", "--help"], capture_output=True, text=True)
     assert result.returncode == 0

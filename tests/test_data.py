@@ -74,6 +74,7 @@ def test_test_file_with_label_column_is_refused(tmp_path):
         data.load_test(path)
 
 
+@pytest.mark.slow
 def test_bad_input_from_a_fresh_process_prints_no_traceback(tmp_path):
     path = tmp_path / "train.csv"
     path.write_text(HEADER + "\n" + row(label=12) + "\n")
