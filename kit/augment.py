@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-SIDE = 28
-N_PIXELS = SIDE * SIDE
+from .data import IMAGE_SIDE as SIDE, N_PIXELS
+
 _BORDER = 2  # zero border around each image: every clipped neighbour lands inside it
 _PADDED = SIDE + 2 * _BORDER
 _CENTRE = (SIDE - 1) / 2.0

@@ -26,6 +26,7 @@ from .files import atomic_path
 IMAGE_SIDE = 28
 N_PIXELS = IMAGE_SIDE * IMAGE_SIDE
 N_CLASSES = 10
+SUBMISSION_HEADER = ("ImageId", "Label")  # Kaggle's submission format: ImageId 1..N, Label 0..9
 PIXEL_COLUMNS = [f"pixel{i}" for i in range(N_PIXELS)]
 TRAIN_COLUMNS = ["label"] + PIXEL_COLUMNS
 TEST_COLUMNS = PIXEL_COLUMNS
@@ -40,7 +41,6 @@ class Dataset:
 
     x: np.ndarray
     y: np.ndarray | None
-    path: Path
 
 
 def load_train(path: str | os.PathLike) -> Dataset:
@@ -64,7 +64,7 @@ def _load(path: Path, has_label: bool) -> Dataset:
         return cached
     x, y = parse_csv(path, has_label)
     _write_cache(path, stat, x, y)
-    return Dataset(x=x, y=y, path=path)
+    return Dataset(x=x, y=y)
 
 
 # --------------------------------------------------------------------------- parsing and checks
@@ -199,7 +199,7 @@ def _read_cache(path: Path, stat: os.stat_result, has_label: bool) -> Dataset | 
             y = stored["y"] if has_label else None
     except (OSError, ValueError, KeyError):
         return None  # a damaged cache is simply rebuilt
-    return Dataset(x=x, y=y, path=path)
+    return Dataset(x=x, y=y)
 
 
 def _write_cache(path: Path, stat: os.stat_result, x: np.ndarray, y: np.ndarray | None) -> None:

@@ -12,11 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import load_test, to_float
+from .data import SUBMISSION_HEADER, load_test, to_float
 from .errors import KitError
 from .files import atomic_open
 
-HEADER = ["ImageId", "Label"]
 
 
 def read_submission(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
@@ -30,7 +29,7 @@ def read_submission(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         header = next(reader, None)
         if header is None:
             raise KitError(f"{path}: file is empty; a submission starts with the header ImageId,Label")
-        if [h.strip() for h in header] != HEADER:
+        if tuple(h.strip() for h in header) != SUBMISSION_HEADER:
             raise KitError(f"{path}, line 1: header is {','.join(header)!r}; it must be exactly ImageId,Label")
         for row in reader:
             line = reader.line_num
@@ -38,7 +37,7 @@ def read_submission(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
                 continue
             if len(row) != 2:
                 raise KitError(f"{path}, line {line}: {len(row)} columns; each row must be ImageId,Label")
-            for column, cell in zip(HEADER, row):
+            for column, cell in zip(SUBMISSION_HEADER, row):
                 try:
                     int(cell.strip())
                 except ValueError:
@@ -92,7 +91,7 @@ def write_submission(labels: np.ndarray, path: str | os.PathLike, sample_path: s
     ids = np.arange(1, len(labels) + 1)
     check_submission(ids, labels, path, sample_path=sample_path)
     with atomic_open(path, "w", newline="") as handle:
-        handle.write("ImageId,Label\n")
+        handle.write(",".join(SUBMISSION_HEADER) + "\n")
         handle.writelines(f"{i},{label}\n" for i, label in zip(ids, labels))
 
 

@@ -27,7 +27,7 @@ def competition(tmp_path_factory):
     return write_competition(tmp_path_factory.mktemp("bench-data"), n_train=200, n_test=40)
 
 
-def test_step_flops_match_the_issue():
+def test_step_flops_of_the_reference_network():
     # 784-128-64-10 at 37,800 rows: about 17 GFLOP per epoch
     per_epoch = bench.step_flops([784, 128, 64, 10], 1) * 37800
     assert per_epoch == pytest.approx(17.2e9, rel=0.01)
