@@ -38,7 +38,7 @@ help: ## list the targets and the variables they take
 	@echo "Digit Recognizer kit — targets:"
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## (.*)/  make \1\t\2/' | expand -t 22
 	@echo ""
-	@echo "Files: TRAIN=$(TRAIN) TEST=$(TEST) MODEL=$(MODEL) OUT=$(OUT)"
+	@echo "Files: TRAIN=$(TRAIN) TEST=$(TEST) MODEL=$(MODEL) OUT=$(OUT)   make train: RESUME=<run-id> continues a stopped run"
 	@echo "make data: COMPETITION=$(COMPETITION) FORCE=1 ZIP=path.zip   make upload: FILE=$(FILE) MESSAGE= WAIT=$(WAIT)"
 	@echo "make bench: PART=speed|accuracy|all SEEDS=$(SEEDS) PRESETS=$(PRESETS) JOBS=$(JOBS)   make demo: EPOCHS= SEED="
 	@echo ""
@@ -60,7 +60,7 @@ data: $(STAMP) ## download the competition files into data/ (Kaggle credentials 
 	$(KIT) data --competition $(COMPETITION) $(if $(filter 1 yes true,$(FORCE)),--force) $(call opt,--zip,$(ZIP))
 
 train: $(STAMP) ## train on data/train.csv, keep the best epoch, save the run under models/
-	$(KIT) train --train $(TRAIN) --make-vars
+	$(KIT) train --train $(TRAIN) --make-vars $(call opt,--resume,$(RESUME))
 
 submit: $(STAMP) ## predict data/test.csv with the latest run (or MODEL=) and write submissions/submission.csv
 	$(KIT) submit --model $(MODEL) --test $(TEST) --out $(OUT) $(call opt,--tta,$(TTA))

@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a network on train.csv and save the run under models/")
     p.add_argument("--train", default="data/train.csv", help="training CSV (default: data/train.csv)")
     p.add_argument("--model-dir", default="models", help="where runs are saved (default: models)")
+    p.add_argument("--resume", metavar="RUN", help="continue a stopped run (its folder, or its id under "
+                   "--model-dir) from its last finished epoch, with its own settings")
     add_config_flags(p)
 
     p = sub.add_parser("submit", help="predict test.csv with a trained model and write submission.csv")
@@ -127,6 +129,12 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_train(args) -> int:
     from .train import train_run
 
+    if args.resume:
+        from .train import resume_run
+
+        run_dir = Path(args.resume)
+        resume_run(run_dir if run_dir.is_dir() else Path(args.model_dir) / args.resume, args.train)
+        return 0
     train_run(config_from_args(args), args.train, args.model_dir)
     return 0
 

@@ -59,6 +59,8 @@ class FlatParameters:
 class Optimizer:
     """Updates a FlatParameters' values in place from its gradients; step(lr) once per batch."""
 
+    moments: tuple[str, ...] = ()  # attributes holding one array per group (saved for a resumed run)
+
     def __init__(self, parameters: FlatParameters, weight_decay: float = 0.0, momentum: float = 0.9,
                  grad_clip: float = 0.0) -> None:
         self.parameters = parameters
@@ -78,6 +80,20 @@ class Optimizer:
 
     def update(self, i: int, param: np.ndarray, grad: np.ndarray, decay: bool, lr: float) -> None:
         raise NotImplementedError
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The step count and every moment array: what a resumed run needs to go on exactly."""
+        out = {"t": np.array(self.t)}
+        for name in self.moments:
+            for i, array in enumerate(getattr(self, name)):
+                out[f"{name}.{i}"] = array
+        return out
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        self.t = int(state["t"])
+        for name in self.moments:
+            for i, array in enumerate(getattr(self, name)):
+                array[...] = state[f"{name}.{i}"]
 
     def _clip(self) -> None:
         grads = self.parameters.grads
@@ -106,6 +122,7 @@ class Momentum(Optimizer):
     """Heavy-ball momentum: v = mu v + grad; param -= lr v."""
 
     nesterov = False
+    moments = ("velocity",)
 
     def __init__(self, parameters, **kwargs):
         super().__init__(parameters, **kwargs)
@@ -135,6 +152,7 @@ class Adam(Optimizer):
     """Adam (Kingma & Ba) with coupled L2; `momentum` is beta1."""
 
     decoupled = False
+    moments = ("m", "v")
     beta2 = 0.999
     eps = 1e-8
 
@@ -208,6 +226,13 @@ class Schedule:
 
     def end_epoch(self, val_loss: float) -> None:
         pass
+
+    def state(self) -> dict:
+        """Numbers only (JSON): what a resumed run needs to continue the schedule."""
+        return dict(vars(self))
+
+    def load_state(self, state: dict) -> None:
+        vars(self).update(state)
 
 
 class Constant(Schedule):

@@ -23,7 +23,7 @@ from .config import Config
 from .console import log
 from .data import N_CLASSES, load_split
 from .errors import KitError
-from .files import atomic_open
+from .files import atomic_open, atomic_path
 from .metrics import score
 from .network import Model
 
@@ -63,6 +63,43 @@ def save_checkpoint(run_dir: Path, model: Model, history: list[dict]) -> None:
     model.meta = {"run_id": run_dir.name, "preset": model.config.preset, "val_accuracy": None, "partial": True}
     write_history(run_dir / "history.csv", history)
     model.save(run_dir / "model.npz")
+
+
+RESUME_FILE = "resume.npz"
+
+
+def save_resume(run_dir: Path, meta: dict, arrays: dict[str, np.ndarray]) -> None:
+    """A run's progress after an epoch (kit.train.pack_resume), for `make train RESUME=`."""
+    with atomic_path(run_dir / RESUME_FILE) as tmp:
+        np.savez(tmp, meta_json=np.array(json.dumps(meta)), **arrays)
+
+
+def load_resume(run_dir: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    path = run_dir / RESUME_FILE
+    if not path.exists():
+        if (run_dir / "metrics.json").exists():
+            raise KitError(f"{run_dir}: this run finished; nothing to resume (train a new one with `make train`)")
+        raise KitError(f"{run_dir}: no {RESUME_FILE} there; give the folder of a run that stopped after "
+                       f"at least one epoch (models/<run-id>)")
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            arrays = {k: stored[k] for k in stored.files}
+        return json.loads(str(arrays.pop("meta_json"))), arrays
+    except (OSError, ValueError, KeyError) as error:
+        raise KitError(f"{path}: unreadable ({error}); the run cannot be resumed") from None
+
+
+def drop_resume(run_dir: Path) -> None:
+    (run_dir / RESUME_FILE).unlink(missing_ok=True)
+
+
+def load_run_config(run_dir: Path) -> Config:
+    try:
+        return Config.from_dict(json.loads((run_dir / "config.json").read_text()))
+    except FileNotFoundError:
+        raise KitError(f"{run_dir}: not a run folder (no config.json); give models/<run-id>") from None
+    except ValueError as error:
+        raise KitError(f"{run_dir / 'config.json'}: unreadable ({error})") from None
 
 
 def write_history(path: Path, history: list[dict]) -> None:

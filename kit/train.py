@@ -24,7 +24,8 @@ from .errors import KitError
 from .metrics import score, validation_metrics
 from .network import Model, Network, build_network
 from .optim import OPTIMIZERS, SCHEDULES
-from .runs import point_latest, save_checkpoint, save_run, start_run, summary
+from .runs import (drop_resume, load_resume, load_run_config, point_latest, save_checkpoint, save_resume,
+                   save_run, start_run, summary)
 
 
 @dataclass
@@ -106,6 +107,21 @@ class Trainer:
         return loss_sum / n_rows, correct / n_rows
 
 
+@dataclass
+class FitState:
+    """Where one fit() stands after its last finished epoch. With the running arrays (network,
+    optimiser moments, schedule, rng) that on_epoch receives beside it, it is everything a
+    resumed run needs to continue exactly as if it had not stopped."""
+
+    epoch: int = 0  # epochs finished
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0
+    best_key: tuple[float, float] | None = None  # (val accuracy, -val loss) of the best epoch
+    since_best: int = 0
+    best: dict[str, np.ndarray] | None = None  # the best epoch's weights (with validation rows)
+    running: dict | None = None  # on resume: {"network", "optimizer", "schedule", "rng"} to restore
+
+
 def fit(
     config: Config,
     x_train: np.ndarray,
@@ -117,24 +133,37 @@ def fit(
     member: int = 0,
     label: str = "",
     on_best: Callable[[Network, list[dict]], None] | None = None,
+    on_epoch: Callable[[FitState, dict], None] | None = None,
+    resume: FitState | None = None,
 ) -> FitResult:
-    """Train one network from scratch. With validation data, the returned network holds the best
-    epoch's weights (highest val accuracy, ties to lower val loss); without, the last epoch's.
+    """Train one network from scratch (or from `resume`). With validation data, the returned
+    network holds the best epoch's weights (highest val accuracy, ties to lower val loss);
+    without, the last epoch's.
 
     x_*: (n, 784) float32 in [0, 1]; y_*: (n,) integer labels. Ctrl-C ends training early and
     returns what was best so far (interrupted=True). on_best(network, history so far) is called
-    after every epoch that becomes the best, while the network holds that epoch's weights."""
+    after every epoch that becomes the best, while the network holds that epoch's weights;
+    on_epoch(state, running arrays) after every epoch, to save what a resumed run needs."""
     n_epochs = n_epochs or config.epochs
     trainer = Trainer(config, x_train.shape[1], n_epochs, rng)
     network = trainer.network
     has_val = x_val is not None and len(x_val) > 0
-    result = FitResult(network=network)
-    best_key, best_state, since_best = None, None, 0
-    epochs_bar = tqdm(range(1, n_epochs + 1), desc=f"{label}epochs", unit="epoch", disable=None, leave=False)
+    state = resume or FitState()
+    if resume is not None:
+        network.load_state(resume.running["network"])
+        trainer.optimizer.load_state(resume.running["optimizer"])
+        trainer.schedule.load_state(resume.running["schedule"])
+        rng.bit_generator.state = resume.running["rng"]
+    result = FitResult(network=network, history=state.history)
+    epochs_bar = tqdm(range(state.epoch + 1, n_epochs + 1), total=n_epochs, initial=state.epoch,
+                      desc=f"{label}epochs", unit="epoch", disable=None, leave=False)
     # Overflow shows up as a non-finite loss, checked after every epoch with a clear message.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         try:
             for epoch in epochs_bar:
+                if config.patience and state.since_best >= config.patience:
+                    log(f"early stop: no better validation accuracy for {config.patience} epochs")
+                    break
                 started = time.perf_counter()
                 train_loss, train_acc = trainer.train_epoch(epoch, x_train, y_train)
                 if not np.isfinite(train_loss):
@@ -149,28 +178,30 @@ def fit(
                     row.update(val_loss=val_loss, val_acc=val_acc)
                     trainer.schedule.end_epoch(val_loss)
                     key = (val_acc, -val_loss)
-                    if best_key is None or key > best_key:
-                        best_key, best_state, since_best = key, network.copy_state(), 0
-                        result.best_epoch = epoch
+                    if state.best_key is None or key > tuple(state.best_key):
+                        state.best_key, state.best, state.since_best = key, network.copy_state(), 0
+                        state.best_epoch = epoch
                     else:
-                        since_best += 1
+                        state.since_best += 1
                 else:
-                    result.best_epoch = epoch
+                    state.best_epoch = epoch
                 row["seconds"] = time.perf_counter() - started
-                result.history.append(row)
-                log(format_epoch(row, n_epochs, best=result.best_epoch == epoch and has_val))
-                if on_best is not None and result.best_epoch == epoch:
-                    on_best(network, result.history)
-                if config.patience and since_best >= config.patience:
-                    log(f"early stop: no better validation accuracy for {config.patience} epochs")
-                    break
+                state.epoch = epoch
+                state.history.append(row)
+                log(format_epoch(row, n_epochs, best=state.best_epoch == epoch and has_val))
+                if on_best is not None and state.best_epoch == epoch:
+                    on_best(network, state.history)
+                if on_epoch is not None:
+                    on_epoch(state, {"network": network.state(), "optimizer": trainer.optimizer.state(),
+                                     "schedule": trainer.schedule.state(), "rng": rng.bit_generator.state})
         except KeyboardInterrupt:
             result.interrupted = True
             log("interrupted: keeping the best epoch so far")
         finally:
             epochs_bar.close()
-    if best_state is not None:
-        network.load_state(best_state)
+    if state.best is not None:
+        network.load_state(state.best)
+    result.best_epoch = state.best_epoch
     return result
 
 
@@ -187,8 +218,24 @@ def format_epoch(row: dict, n_epochs: int, best: bool) -> str:
 
 def train_run(config: Config, train_path: str | os.PathLike, model_dir: str | os.PathLike = "models") -> Path:
     """Train as the config says on train.csv and save the run; returns the run folder."""
-    total_started = time.perf_counter()
-    model_dir = Path(model_dir)
+    return _run(config, train_path, start_run(config, Path(model_dir)), resume=None)
+
+
+def resume_run(run_dir: str | os.PathLike, train_path: str | os.PathLike) -> Path:
+    """Continue a run that was stopped (a crash, a kill, Ctrl-C) from its last finished epoch,
+    with its own config and seed, as if it had not stopped (same BLAS threads: same weights)."""
+    run_dir = Path(run_dir)
+    config = load_run_config(run_dir)
+    meta, arrays = load_resume(run_dir)
+    if str(train_path) != meta["train_path"]:
+        log(f"note: the run started on {meta['train_path']}; continuing on {train_path}")
+    log(f"resuming {run_dir}: member {meta['member'] + 1}/{config.ensemble}, {meta['phase']} after epoch "
+        f"{meta['fit']['epoch']}")
+    return _run(config, train_path, run_dir, resume=unpack_resume(config, meta, arrays))
+
+
+def _run(config: Config, train_path: str | os.PathLike, run_dir: Path, resume: Resume | None) -> Path:
+    started = time.perf_counter()
     rng = np.random.default_rng(config.seed)
     x_train, y_train, x_val, y_val = load_split(train_path, config.val_fraction, rng)
     log(f"data: {len(y_train) + len(y_val)} rows from {train_path}; train {len(y_train)}, validation {len(y_val)}")
@@ -196,13 +243,14 @@ def train_run(config: Config, train_path: str | os.PathLike, model_dir: str | os
     if len(y_val):
         log(f"  val   class counts: {class_counts(y_val).tolist()}")
     log(f"config: preset {config.preset}, {describe(config)}")
-    run_dir = start_run(config, model_dir)
+    before = resume.seconds if resume else 0.0
     try:
         with limit_blas(config.blas_threads):
-            trained = train_members(config, rng, x_train, y_train, x_val, y_val, run_dir)
+            trained = train_members(config, rng, x_train, y_train, x_val, y_val, run_dir, resume,
+                                    train_path=train_path, seconds=lambda: before + time.perf_counter() - started)
             threads = blas_threads_now()
         return finish_run(config, run_dir, trained, n_train=len(y_train), y_val=y_val,
-                          seconds=time.perf_counter() - total_started, blas_threads=threads, train_path=train_path)
+                          seconds=before + time.perf_counter() - started, blas_threads=threads, train_path=train_path)
     finally:
         if not (run_dir / "model.npz").exists():
             shutil.rmtree(run_dir, ignore_errors=True)  # not one epoch finished: nothing worth a folder
@@ -219,46 +267,118 @@ class Trained:
     interrupted: bool
 
 
+@dataclass
+class Resume:
+    """A stopped run's progress (runs.load_resume): the members finished before the stop, the
+    member it stopped in and in which phase ("fit", or "refit" on all rows), and that fit's state."""
+
+    trained: Trained  # in the refit phase it holds the current member's scores too
+    member: int
+    phase: str
+    fit: FitState
+    current: Network | None  # refit phase: the member's network before the refit
+    seconds: float  # training time before the stop
+
+
 def train_members(config: Config, rng: np.random.Generator, x_train, y_train, x_val, y_val,
-                  run_dir: Path | None = None) -> Trained:
+                  run_dir: Path | None = None, resume: Resume | None = None,
+                  train_path: str | os.PathLike = "", seconds: Callable[[], float] = lambda: 0.0) -> Trained:
     """Train the ensemble's members (one by default), each with its own child of the run's rng,
     refitting each on all rows when asked. With run_dir, the finished members plus the current
-    one's best epoch are saved there whenever that epoch improves (runs.save_checkpoint)."""
-    trained = Trained([], [], [], [], False)
+    one's best epoch are saved there whenever that epoch improves (runs.save_checkpoint), and
+    after every epoch what a resumed run needs (runs.save_resume)."""
+    trained = resume.trained if resume else Trained([], [], [], [], False)
 
     def checkpoint(network: Network, history: list[dict]) -> None:
         save_checkpoint(run_dir, Model(config, trained.members + [network]), trained.history + history)
 
+    def saver(m: int, phase: str, current: Network | None = None):
+        def save(state: FitState, running: dict) -> None:
+            save_resume(run_dir, *pack_resume(trained, m, phase, state, running, current, seconds(), train_path))
+        return save if run_dir is not None else None
+
     for m, member_rng in enumerate(rng.spawn(config.ensemble)):
+        if resume and m < resume.member:
+            continue  # finished before the stop: in trained already
+        here = resume if resume and m == resume.member else None
         label = f"member {m + 1}/{config.ensemble} " if config.ensemble > 1 else ""
         if label:
             log(f"--- {label.strip()}")
-        result = fit(config, x_train, y_train, x_val, y_val, member_rng, member=m, label=label,
-                     on_best=checkpoint if run_dir is not None else None)
-        trained.history += result.history
-        trained.interrupted = result.interrupted
-        if result.best_epoch == 0:
-            break
-        metrics = {"member": m, "best_epoch": result.best_epoch}
-        trained.member_metrics.append(metrics)
-        if len(y_val):
-            # scored before any refit: a refit member has seen the validation rows
-            val_loss, val_acc, probs = evaluate(result.network, x_val, y_val, config.eval_batch_size)
-            metrics.update(val_loss=val_loss, val_accuracy=val_acc)
-            trained.val_probs.append(probs)
+        if here is None or here.phase == "fit":
+            result = fit(config, x_train, y_train, x_val, y_val, member_rng, member=m, label=label,
+                         on_best=checkpoint if run_dir is not None else None, on_epoch=saver(m, "fit"),
+                         resume=here.fit if here else None)
+            trained.history += result.history
+            trained.interrupted = result.interrupted
+            if result.best_epoch == 0:
+                break
+            network, metrics = result.network, {"member": m, "best_epoch": result.best_epoch}
+            trained.member_metrics.append(metrics)
+            if len(y_val):
+                # scored before any refit: a refit member has seen the validation rows
+                val_loss, val_acc, probs = evaluate(network, x_val, y_val, config.eval_batch_size)
+                metrics.update(val_loss=val_loss, val_accuracy=val_acc)
+                trained.val_probs.append(probs)
+        else:  # stopped during this member's refit: its fit and scores came back with `resume`
+            network, metrics = here.current, trained.member_metrics[m]
         if config.refit and not trained.interrupted and len(y_val):
             x_all, y_all = np.concatenate([x_train, x_val]), np.concatenate([y_train, y_val])
-            log(f"refit: {result.best_epoch} epochs on all {len(y_all)} rows")
-            refit = fit(config, x_all, y_all, None, None, member_rng, n_epochs=result.best_epoch,
-                        member=m, label=f"{label}refit ")
+            log(f"refit: {metrics['best_epoch']} epochs on all {len(y_all)} rows")
+            refit = fit(config, x_all, y_all, None, None, member_rng, n_epochs=metrics["best_epoch"],
+                        member=m, label=f"{label}refit ", on_epoch=saver(m, "refit", network),
+                        resume=here.fit if here and here.phase == "refit" else None)
             trained.interrupted = refit.interrupted
             if not trained.interrupted:
-                result.network = refit.network
-                metrics["refit_epochs"] = result.best_epoch
-        trained.members.append(result.network)
+                network = refit.network
+                metrics["refit_epochs"] = metrics["best_epoch"]
+        trained.members.append(network)
         if trained.interrupted:
             break
     return trained
+
+
+def pack_resume(trained: Trained, member: int, phase: str, state: FitState, running: dict,
+                current: Network | None, seconds: float, train_path) -> tuple[dict, dict[str, np.ndarray]]:
+    """(JSON-able meta, arrays) of a run's progress after an epoch; unpack_resume reverses it."""
+    meta = {
+        "member": member, "phase": phase, "seconds": seconds, "train_path": str(train_path),
+        "history": trained.history, "member_metrics": trained.member_metrics, "n_members": len(trained.members),
+        "fit": {"epoch": state.epoch, "history": state.history, "best_epoch": state.best_epoch,
+                "best_key": state.best_key, "since_best": state.since_best,
+                "schedule": running["schedule"], "rng": running["rng"]},
+    }
+    arrays = {f"network/{k}": v for k, v in running["network"].items()}
+    arrays.update({f"optimizer/{k}": v for k, v in running["optimizer"].items()})
+    arrays.update({f"best/{k}": v for k, v in (state.best or {}).items()})
+    for i, network in enumerate(trained.members):
+        arrays.update({f"member{i}/{k}": v for k, v in network.state().items()})
+    for i, probs in enumerate(trained.val_probs):
+        arrays[f"val_probs{i}"] = probs
+    if current is not None:
+        arrays.update({f"current/{k}": v for k, v in current.state().items()})
+    return meta, arrays
+
+
+def unpack_resume(config: Config, meta: dict, arrays: dict[str, np.ndarray]) -> Resume:
+    def part(prefix: str) -> dict[str, np.ndarray]:
+        return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+
+    def network(prefix: str) -> Network:
+        built = build_network(config, np.random.default_rng(0))  # weights replaced by the stored ones
+        built.load_state(part(prefix))
+        return built
+
+    members = [network(f"member{i}/") for i in range(meta["n_members"])]
+    val_probs = [arrays[f"val_probs{i}"] for i in range(len(meta["member_metrics"])) if f"val_probs{i}" in arrays]
+    trained = Trained(members, meta["history"], meta["member_metrics"], val_probs, False)
+    fit_meta = meta["fit"]
+    state = FitState(epoch=fit_meta["epoch"], history=fit_meta["history"], best_epoch=fit_meta["best_epoch"],
+                     best_key=tuple(fit_meta["best_key"]) if fit_meta["best_key"] else None,
+                     since_best=fit_meta["since_best"], best=part("best/") or None,
+                     running={"network": part("network/"), "optimizer": part("optimizer/"),
+                              "schedule": fit_meta["schedule"], "rng": fit_meta["rng"]})
+    current = network("current/") if meta["phase"] == "refit" else None
+    return Resume(trained, meta["member"], meta["phase"], state, current, meta["seconds"])
 
 
 def finish_run(config: Config, run_dir: Path, trained: Trained, n_train: int, y_val: np.ndarray,
@@ -286,6 +406,8 @@ def finish_run(config: Config, run_dir: Path, trained: Trained, n_train: int, y_
     model.meta = {"run_id": run_dir.name, "preset": config.preset, "val_accuracy": metrics.get("val_accuracy")}
     save_run(run_dir, model, trained.history, metrics)
     point_latest(run_dir.parent, run_dir.name)
+    if not trained.interrupted:
+        drop_resume(run_dir)  # finished: nothing left to resume
     log(summary(run_dir, metrics))
     if trained.interrupted:
         raise KeyboardInterrupt  # the CLI turns this into exit 130 after the run is safely saved

@@ -100,3 +100,68 @@ def test_a_run_that_fails_in_its_first_epoch_leaves_no_folder(competition, tmp_p
                  "--preset", "reference", "--epochs", "2", "--hidden", "8"]) == 2
     assert "diverged" in capsys.readouterr().err
     assert not models.exists() or not any(models.iterdir())
+
+
+def crash_at(monkeypatch, call: int, error=MemoryError):
+    """Trainer.train_epoch raises on its call-th call (counted over every fit of the run)."""
+    real_epoch = train_module.Trainer.train_epoch
+    calls = {"n": 0}
+
+    def epoch(self, *args):
+        calls["n"] += 1
+        if calls["n"] == call:
+            raise error("simulated")
+        return real_epoch(self, *args)
+
+    monkeypatch.setattr(train_module.Trainer, "train_epoch", epoch)
+
+
+def run_arrays(run_dir: Path) -> dict[str, np.ndarray]:
+    with np.load(run_dir / "model.npz") as stored:
+        return {k: stored[k] for k in stored.files if k.startswith("m")}
+
+
+@pytest.mark.parametrize("overrides, crash, where", [
+    # adam moments, plateau schedule, dropout and augmentation draws: stopped before epoch 4 of 5
+    (dict(optimizer="adam", schedule="plateau", dropout=0.2, augment=True, epochs=5), 4, (0, "fit", 3)),
+    # two members, each refit on all rows for its best epoch count (3 here): stopped in member 2's refit
+    (dict(ensemble=2, refit=True, epochs=3, optimizer="momentum", schedule="cosine", lr=0.05), 11, (1, "refit", 1)),
+])
+def test_a_resumed_run_ends_exactly_where_an_unstopped_one_does(competition, tmp_path, monkeypatch, overrides, crash,
+                                                                where):
+    config = make_config("reference", hidden=(16,), batch_size=32, val_fraction=0.2, blas_threads=1, **overrides)
+    whole = train_module.train_run(config, competition / "train.csv", tmp_path / "whole")
+    crash_at(monkeypatch, crash)
+    with pytest.raises(MemoryError):
+        train_module.train_run(config, competition / "train.csv", tmp_path / "stopped")
+    monkeypatch.undo()
+    (stopped,) = (tmp_path / "stopped").iterdir()
+    assert not (stopped / "metrics.json").exists()
+    from kit.runs import load_resume
+
+    meta, _ = load_resume(stopped)
+    assert (meta["member"], meta["phase"], meta["fit"]["epoch"]) == where
+    assert main(["train", "--train", str(competition / "train.csv"), "--model-dir", str(tmp_path / "stopped"),
+                 "--resume", stopped.name]) == 0
+    a, b = run_arrays(whole), run_arrays(stopped)
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    assert (whole / "history.csv").read_text().count("\n") == (stopped / "history.csv").read_text().count("\n")
+    metrics = json.loads((stopped / "metrics.json").read_text())
+    assert metrics["val_accuracy"] == json.loads((whole / "metrics.json").read_text())["val_accuracy"]
+    assert not (stopped / "resume.npz").exists()  # finished: nothing left to resume
+    assert (tmp_path / "stopped" / "latest").resolve() == stopped.resolve()
+
+
+def test_resume_refuses_a_finished_run_and_a_non_run(competition, tmp_path, capsys):
+    models = tmp_path / "models"
+    assert main(["train", "--train", str(competition / "train.csv"), "--model-dir", str(models),
+                 "--preset", "reference", "--epochs", "1", "--hidden", "8"]) == 0
+    finished = (models / "latest").resolve()
+    capsys.readouterr()
+    assert main(["train", "--train", str(competition / "train.csv"), "--resume", str(finished)]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+    assert main(["train", "--train", str(competition / "train.csv"), "--resume", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a run folder" in err[0]
