@@ -10,7 +10,10 @@ Modules, top-down:
     network   - a stack of layers: build from a config, predict, save, load
     train     - the training loop: epochs, best epoch, early stopping, runs on disk
     submit    - predicting test.csv and writing a checked submission.csv
-    kaggle_io - the boundary to the official Kaggle client (download, upload)
+    archive   - checking the competition's archive, installing its CSVs into data/ (no network)
+    kaggle_auth   - which Kaggle credentials the client will use, found before it is loaded
+    kaggle_client - the session with the official Kaggle client: sign-in, timeouts, calls, error lines
+    kaggle_io - `kit data` (download, install) and `kit upload` (submit, score, history.csv)
     cli       - the `kit` command line
 """
 
