@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .archive import install_archive, installed_problem
 from .config import make_config
 from .console import log
 from .train import train_run
@@ -22,7 +23,6 @@ DEMO_EPOCHS = 15
 
 
 def run_demo(epochs: int | None = None, seed: int | None = None) -> None:
-    from .kaggle_io import install_archive, installed_problem
     from .submit import submit_run
 
     if installed_problem(DEMO_DATA) is None:

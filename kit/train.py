@@ -218,7 +218,7 @@ def format_epoch(row: dict, n_epochs: int, best: bool) -> str:
 
 def train_run(config: Config, train_path: str | os.PathLike, model_dir: str | os.PathLike = "models") -> Path:
     """Train as the config says on train.csv and save the run; returns the run folder."""
-    return _run(config, train_path, start_run(config, Path(model_dir)), resume=None)
+    return _run(config, train_path, lambda: start_run(config, Path(model_dir)), resume=None)
 
 
 def resume_run(run_dir: str | os.PathLike, train_path: str | os.PathLike) -> Path:
@@ -231,10 +231,12 @@ def resume_run(run_dir: str | os.PathLike, train_path: str | os.PathLike) -> Pat
         log(f"note: the run started on {meta['train_path']}; continuing on {train_path}")
     log(f"resuming {run_dir}: member {meta['member'] + 1}/{config.ensemble}, {meta['phase']} after epoch "
         f"{meta['fit']['epoch']}")
-    return _run(config, train_path, run_dir, resume=unpack_resume(config, meta, arrays))
+    return _run(config, train_path, lambda: run_dir, resume=unpack_resume(config, meta, arrays))
 
 
-def _run(config: Config, train_path: str | os.PathLike, run_dir: Path, resume: Resume | None) -> Path:
+def _run(config: Config, train_path: str | os.PathLike, claim_run_dir: Callable[[], Path],
+         resume: Resume | None) -> Path:
+    """Load and split the data, then claim the run folder (so bad data leaves none) and train."""
     started = time.perf_counter()
     rng = np.random.default_rng(config.seed)
     x_train, y_train, x_val, y_val = load_split(train_path, config.val_fraction, rng)
@@ -244,6 +246,7 @@ def _run(config: Config, train_path: str | os.PathLike, run_dir: Path, resume: R
         log(f"  val   class counts: {class_counts(y_val).tolist()}")
     log(f"config: preset {config.preset}, {describe(config)}")
     before = resume.seconds if resume else 0.0
+    run_dir = claim_run_dir()
     try:
         with limit_blas(config.blas_threads):
             trained = train_members(config, rng, x_train, y_train, x_val, y_val, run_dir, resume,

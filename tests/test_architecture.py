@@ -17,7 +17,9 @@ TIERS = [
     {"network"},
     {"runs"},
     {"train"},
-    {"parallel", "submit", "archive", "kaggle_io", "demo", "bench"},
+    {"parallel", "submit"},
+    {"archive", "kaggle_auth", "kaggle_client"},
+    {"kaggle_io", "demo", "bench"},
     {"cli", "__main__"},
 ]
 TIER = {name: rank for rank, names in enumerate(TIERS) for name in names}

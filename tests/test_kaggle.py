@@ -11,12 +11,15 @@ client imported once under the fake environment (`inproc`).
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import os
 import socket
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -577,3 +580,99 @@ def test_competition_name_is_checked_before_anything(name, tmp_path):
     with pytest.raises(KitError, match="is not a competition name"):
         kaggle_io.run_data(name, tmp_path / "data", force=True)
     assert not (tmp_path / "data").exists()
+
+
+# --------------------------------------------------------------------------- upload history, timeouts, credentials as sent
+
+
+def history_rows(folder: Path) -> tuple[str, list[dict]]:
+    """(header line, rows) of history.csv in `folder`."""
+    text = (folder / "history.csv").read_text(encoding="utf-8")
+    return text.splitlines()[0], list(csv.DictReader(io.StringIO(text)))
+
+
+def test_each_accepted_upload_appends_one_row_with_what_kaggle_returned(fake, env_for, tmp_path, capsys):
+    meta = {"run_id": "20250102-030405-ab12", "preset": "best", "val_accuracy": 0.98123}
+    sub = write_submission(tmp_path / "submissions", meta=meta)
+    kaggle_io.run_upload(sub, "first try", COMPETITION, 5.0, tmp_path / "data")
+    history = tmp_path / "submissions" / "history.csv"
+    assert f"recorded in {history}" in capsys.readouterr().out
+    header, rows = history_rows(tmp_path / "submissions")
+    assert header == "date,run_id,file,message,status,public_score,ref"
+    assert len(rows) == 1
+    first = rows[0]
+    assert (first["run_id"], first["file"], first["message"]) == (meta["run_id"], str(sub), "first try")
+    assert (first["status"], first["public_score"]) == ("complete", SCORE)
+    assert first["ref"] == str(fake.submissions[0]["ref"])
+    assert datetime.strptime(first["date"], "%Y-%m-%dT%H:%M:%SZ")  # ISO-8601, UTC
+
+    kaggle_io.run_upload(sub, None, COMPETITION, 5.0, tmp_path / "data")  # the default message has commas
+    header, rows = history_rows(tmp_path / "submissions")
+    assert len(rows) == 2 and rows[0] == first
+    assert rows[1]["message"] == "run 20250102-030405-ab12, preset best, val acc 98.12%"
+    assert rows[1]["ref"] == str(fake.submissions[0]["ref"]) != first["ref"]  # newest first on the server
+    assert [p.name for p in history.parent.iterdir() if p.name.startswith(".")] == []  # no temporary file left
+
+
+def test_an_upload_not_scored_in_time_is_recorded_as_pending(fake, env_for, tmp_path, capsys):
+    sub = write_submission(tmp_path / "submissions")
+    kaggle_io.run_upload(sub, "no wait", COMPETITION, 0, tmp_path / "data")
+    _, rows = history_rows(tmp_path / "submissions")
+    assert [(r["status"], r["public_score"], r["run_id"]) for r in rows] == [("pending", "", "")]
+    assert rows[0]["ref"] == str(fake.submissions[0]["ref"])
+
+
+def test_a_submission_kaggle_could_not_score_is_recorded_then_reported(fake, env_for, tmp_path, capsys):
+    fake.score_error = "Submission must have 28000 rows"
+    sub = write_submission(tmp_path / "submissions")
+    with pytest.raises(KitError, match="could not score the submission"):
+        kaggle_io.run_upload(sub, "bad", COMPETITION, 2.0, tmp_path / "data")
+    _, rows = history_rows(tmp_path / "submissions")
+    assert [(r["status"], r["public_score"]) for r in rows] == [("error", "")]
+
+
+@pytest.mark.parametrize("failure", [{"upload": 403}, {"CreateSubmission": 400}, {"StartSubmissionUpload": 403}])
+def test_a_failed_upload_records_nothing(failure, fake, env_for, tmp_path, capsys):
+    sub = write_submission(tmp_path / "submissions")
+    fake.fail.update(failure)
+    with pytest.raises(KitError):
+        kaggle_io.run_upload(sub, "refused", COMPETITION, 0, tmp_path / "data")
+    assert not (tmp_path / "submissions" / "history.csv").exists()
+    assert "recorded in" not in capsys.readouterr().out
+
+
+def test_a_token_kaggle_calls_inactive_is_still_what_the_client_sends(fake, env_for, tmp_path, capsys):
+    """The client then reports a username/key sign-in but sends the token: the error line names the token."""
+    fake.introspect_open = True  # {"active": false} for the stale token, so the client falls back to kaggle.json
+    env_for(KAGGLE_API_TOKEN="stale-token")
+    with pytest.raises(KitError) as raised:
+        kaggle_io.run_data(COMPETITION, tmp_path / "data", force=True)
+    message = str(raised.value)
+    assert "credentials rejected (HTTP 401) using the API token from KAGGLE_API_TOKEN" in message
+    assert "unset KAGGLE_API_TOKEN" in message
+    assert {r["auth"] for r in fake.requests if r["endpoint"] == "DownloadDataFiles"} == {"Bearer"}
+
+
+def test_requests_get_the_timeout_without_patching_requests(fake, env_for, tmp_path, capsys):
+    from requests.adapters import HTTPAdapter
+
+    send = HTTPAdapter.send
+    fake.delay["StartSubmissionUpload"] = 3
+    env_for(KIT_KAGGLE_TIMEOUT="0.3")
+    with pytest.raises(KitError, match=r"did not answer within 0.3 s while submitting"):
+        kaggle_io.run_upload(write_submission(tmp_path / "submissions"), "slow", COMPETITION, 0, tmp_path / "data")
+    assert HTTPAdapter.send is send
+
+
+@pytest.mark.slow
+def test_the_sign_in_at_import_is_bounded_by_the_timeout(fake, tmp_path):
+    """`import kaggle` asks Kaggle about a token at once; a stall there ends after KIT_KAGGLE_TIMEOUT."""
+    home = make_home(tmp_path / "home", key=False)
+    work = tmp_path / "work"
+    work.mkdir()
+    fake.delay["IntrospectToken"] = 5
+    result = run_kit(["data"], client_env(home, fake.proxy_url, KAGGLE_API_TOKEN=TOKEN, KIT_KAGGLE_TIMEOUT="0.5"), work)
+    line = error_line(result)
+    assert "did not answer within 0.5 s while signing in to Kaggle" in line
+    assert fake.endpoints() == ["IntrospectToken"]  # the kit stopped during the import, before its own sign-in
+    assert not (work / "data").exists()
