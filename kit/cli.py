@@ -44,11 +44,11 @@ def config_from_args(args: argparse.Namespace, environ=None) -> config.Config:
 
 
 def _bool(text: str) -> bool:
-    if text.lower() in ("1", "true", "yes", "on"):
-        return True
-    if text.lower() in ("0", "false", "no", "off", ""):
-        return False
-    raise argparse.ArgumentTypeError(f"{text!r}: give 1 or 0")
+    """argparse type of a 0|1 flag."""
+    try:
+        return config.parse_bool(text, "the flag")
+    except KitError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:

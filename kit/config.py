@@ -189,11 +189,7 @@ def parse_value(field_name: str, text: str) -> Any:
     kind, text = field_type(field_name), text.strip()
     name = make_variable(field_name)
     if kind is bool:
-        if text.lower() in ("1", "true", "yes", "on"):
-            return True
-        if text.lower() in ("0", "false", "no", "off"):
-            return False
-        raise KitError(f"{name}={text!r}: give 1 or 0")
+        return parse_bool(text, name)
     if kind is tuple:
         return parse_int_tuple(text, name)
     if kind in (int, float):
@@ -202,6 +198,15 @@ def parse_value(field_name: str, text: str) -> Any:
         except ValueError:
             raise KitError(f"{name}={text!r}: give {'an integer' if kind is int else 'a number'}") from None
     return text
+
+
+def parse_bool(text: str, name: str) -> bool:
+    """1/0 (or true/false, yes/no, on/off) -> bool; one line naming the setting otherwise."""
+    if text.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.strip().lower() in ("0", "false", "no", "off"):
+        return False
+    raise KitError(f"{name}={text!r}: give 1 or 0")
 
 
 def show(value: Any) -> str:
