@@ -255,7 +255,7 @@ def _run(config: Config, train_path: str | os.PathLike, claim_run_dir: Callable[
         return finish_run(config, run_dir, trained, n_train=len(y_train), y_val=y_val,
                           seconds=before + time.perf_counter() - started, blas_threads=threads, train_path=train_path)
     finally:
-        if not (run_dir / "model.npz").exists():
+        if resume is None and not (run_dir / "model.npz").exists():
             shutil.rmtree(run_dir, ignore_errors=True)  # not one epoch finished: nothing worth a folder
 
 
