@@ -39,6 +39,7 @@ class Config:
     hidden: tuple[int, ...] = option((128, 64), "hidden dense sizes, e.g. 128,64")
     conv_channels: tuple[int, ...] = option((32, 64), "cnn: channels per conv block (3x3 conv, 2x2 max-pool), "
                                             "e.g. 32,64", make="CHANNELS", flag="--channels")
+    convs_per_block: int = option(1, "cnn: 3x3 convolutions (each with batch norm and activation) per block")
     activation: str = option("relu", "hidden activation", choices="ACTIVATIONS")
     dropout: float = option(0.0, "drop probability after each hidden dense layer (0 = off)")
     batch_norm: bool = option(False, "batch normalisation before each hidden activation")
@@ -133,6 +134,7 @@ def validate(config: Config) -> None:
         (config.schedule in SCHEDULES, f"schedule {config.schedule!r}: choose one of {', '.join(SCHEDULES)}"),
         (all(h > 0 for h in config.hidden), f"hidden {config.hidden}: sizes must be positive integers"),
         (all(c > 0 for c in config.conv_channels), f"conv_channels {config.conv_channels}: must be positive"),
+        (config.convs_per_block >= 1, f"convs per block {config.convs_per_block}: must be at least 1"),
         (config.epochs >= 1, f"epochs {config.epochs}: must be at least 1"),
         (config.batch_size >= 1, f"batch size {config.batch_size}: must be at least 1"),
         (config.lr > 0, f"learning rate {config.lr}: must be positive"),

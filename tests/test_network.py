@@ -34,11 +34,11 @@ def loss_of(network, x, y) -> float:
     return network.loss(network.forward(x, training=True), y)
 
 
-@pytest.mark.parametrize("preset", list(PRESETS))
-def test_whole_network_gradient_matches_central_differences(preset):
+@pytest.mark.parametrize("preset, overrides", [(name, {}) for name in PRESETS] + [("best", {"convs_per_block": 2})])
+def test_whole_network_gradient_matches_central_differences(preset, overrides):
     """d loss / d every parameter array of the preset's network (dense, conv, batch norm, dropout,
     label smoothing included), checked at up to 12 entries of each array."""
-    config, network = small_network(preset)
+    config, network = small_network(preset, **overrides)
     rng = np.random.default_rng(0)
     x = rng.random((6, 784))
     y = np.arange(6) % 10
