@@ -48,6 +48,10 @@ SEEDS ?= 3
 PRESETS ?= reference,default,best
 PART ?= all
 JOBS ?= 1
+# make export / make submit ONNX=
+QUANTIZE ?=
+ONNX ?=
+given = $(if $(filter-out file default undefined,$(origin $(1))),$(2) $($(1)))
 
 opt = $(if $(strip $(2)),$(1) $(2))
 TRAIN_FLAGS = --preset $(PRESET) $(call opt,--epochs,$(EPOCHS)) $(call opt,--lr,$(LR)) \
@@ -59,7 +63,7 @@ TRAIN_FLAGS = --preset $(PRESET) $(call opt,--epochs,$(EPOCHS)) $(call opt,--lr,
 	$(call opt,--refit,$(REFIT)) $(call opt,--ensemble,$(ENSEMBLE)) $(call opt,--tta,$(TTA)) \
 	$(call opt,--seed,$(SEED)) $(call opt,--val-fraction,$(VAL_FRACTION)) $(call opt,--threads,$(THREADS))
 
-.PHONY: help venv demo data train submit validate upload check test bench clean
+.PHONY: help venv demo data train submit validate upload check test bench clean export
 
 help: ## list the targets and the variables they take
 	@echo "Digit Recognizer kit — targets:"
@@ -72,7 +76,8 @@ help: ## list the targets and the variables they take
 	@echo "  ENSEMBLE= TTA=0|1 SEED= VAL_FRACTION= THREADS=0(auto)|1|2"
 	@echo "  TRAIN=$(TRAIN) TEST=$(TEST) MODEL=$(MODEL) OUT=$(OUT)"
 	@echo "  make data: COMPETITION=$(COMPETITION) FORCE=1 ZIP=path.zip   make upload: FILE=$(FILE) MESSAGE= WAIT=$(WAIT)"
-	@echo "  make bench: PART=speed|accuracy|all SEEDS=$(SEEDS) PRESETS=$(PRESETS) JOBS=$(JOBS)"
+	@echo "  make export: MODEL= OUT=models/<run>/model.onnx QUANTIZE=1   make submit: ONNX=path/model.onnx"
+	@echo "  make bench: PART=speed|accuracy|onnx|all SEEDS=$(SEEDS) PRESETS=$(PRESETS) JOBS=$(JOBS)"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -92,7 +97,11 @@ train: $(STAMP) ## train on data/train.csv, keep the best epoch, save the run un
 	$(KIT) train --train $(TRAIN) $(TRAIN_FLAGS)
 
 submit: $(STAMP) ## predict data/test.csv with the latest run (or MODEL=) and write submissions/submission.csv
-	$(KIT) submit --model $(MODEL) --test $(TEST) --out $(OUT) $(call opt,--tta,$(TTA))
+	$(KIT) submit --model $(MODEL) --test $(TEST) --out $(OUT) $(call opt,--tta,$(TTA)) $(call opt,--onnx,$(ONNX))
+
+export: $(STAMP) ## write the latest run (or MODEL=) as models/<run>/model.onnx (or OUT=); QUANTIZE=1 adds model.int8.onnx
+	$(KIT) export --model $(MODEL) $(call given,OUT,--out) $(call opt,--quantize,$(QUANTIZE)) \
+		$(call given,TRAIN,--train) $(call opt,--tta,$(TTA))
 
 validate: $(STAMP) ## score the latest run (or MODEL=) again on its validation rows, without and with TTA
 	$(KIT) validate --model $(MODEL) --train $(TRAIN) $(call opt,--tta,$(TTA))
