@@ -116,7 +116,7 @@ test: $(STAMP) ## run the test suite (offline, no credentials needed)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP) ## measure speed and accuracy on data/train.csv; tables go to bench/
-	$(KIT) bench --train $(TRAIN) --part $(PART) --seeds $(SEEDS) --presets $(PRESETS) --jobs $(JOBS)
+	$(KIT) bench --train $(TRAIN) --part $(PART) --seeds $(SEEDS) --presets $(PRESETS) --jobs $(JOBS) $(call given,MODEL,--model)
 
 clean: ## remove the virtual environment, caches and the demo's files (not data/, models/ or submissions/)
 	rm -rf $(VENV) .pytest_cache data/.cache data/demo models/demo submissions/demo

@@ -530,7 +530,7 @@ def write(folder: Path, name: str, text: str) -> Path:
 
 
 def run_bench(args, sizes: SpeedSizes | None = None, accuracy_epochs: int | None = None) -> dict:
-    """`kit bench`: args.train, args.part (speed, accuracy, all), args.seeds, args.presets
+    """`kit bench`: args.train, args.part (speed, accuracy, all, onnx), args.seeds, args.presets
     (comma-separated), args.out (folder); optional args.jobs (parallel accuracy runs)."""
     from .errors import KitError
 
@@ -539,6 +539,10 @@ def run_bench(args, sizes: SpeedSizes | None = None, accuracy_epochs: int | None
         raise KitError(f"{train_path}: file not found; run `make data` first (the bench needs the competition's train.csv)")
     out = Path(getattr(args, "out", "bench") or "bench")
     results = {}
+    if args.part == "onnx":  # the measuring lives in kit/onnx_bench.py
+        from .onnx_bench import run_onnx_bench
+
+        results["onnx"] = run_onnx_bench(train_path, getattr(args, "model", "models"), out)
     if args.part in ("speed", "all"):
         results["speed"] = speed = speed_bench(train_path, sizes)
         text = speed_markdown(speed)

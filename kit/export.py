@@ -254,6 +254,14 @@ def int8_path(onnx_path: Path) -> Path:
     return onnx_path.with_name(onnx_path.name[:-len(".onnx")] + ".int8.onnx")
 
 
+def recorded_train_path(model_file: Path) -> str | None:
+    """The train.csv the run's metrics.json names, or None."""
+    try:
+        return json.loads((run_folder(model_file) / "metrics.json").read_text())["train_path"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def run_rows(model_file: Path, model: Model, train_path: str | os.PathLike | None = None):
     """The run's own split, redrawn from its seed: (training rows, validation rows, validation
     labels), rows as raw 0..255 float32 (n, 784) (the exported graph's input). The training
@@ -261,11 +269,10 @@ def run_rows(model_file: Path, model: Model, train_path: str | os.PathLike | Non
     from .data import load_split
 
     if train_path is None:
-        metrics_file = run_folder(model_file) / "metrics.json"
-        try:
-            train_path = json.loads(metrics_file.read_text())["train_path"]
-        except (OSError, ValueError, KeyError):
-            raise KitError(f"{metrics_file}: does not name the run's train.csv; give TRAIN=path/to/train.csv") from None
+        train_path = recorded_train_path(model_file)
+        if train_path is None:
+            raise KitError(f"{run_folder(model_file) / 'metrics.json'}: does not name the run's train.csv; "
+                           "give TRAIN=path/to/train.csv")
     if not Path(train_path).is_file():
         raise KitError(f"{train_path}: the run's training file is not there; give TRAIN=path/to/train.csv")
     config = model.config

@@ -184,3 +184,26 @@ def test_export_defaults_to_the_latest_runs_folder_and_checks_its_arguments(comp
                  "--train", str(competition / "train.csv")]) == 0
     assert out.is_file() and out.with_name("model.int8.onnx").is_file()
     assert sorted(p.name for p in out.parent.iterdir()) == ["model.int8.onnx", "model.onnx"]  # no temporaries left
+
+
+@pytest.mark.slow  # times 28,000 rows through three engines five times
+def test_bench_onnx_part_measures_three_engines_side_by_side(runs, competition, tmp_path, capsys):
+    import argparse
+
+    from kit.bench import run_bench
+
+    run_dir, _ = runs("ensemble")
+    args = argparse.Namespace(train=str(competition / "train.csv"), part="onnx", seeds=1, presets="reference",
+                              out=str(tmp_path / "bench"), model=str(run_dir))
+    result = run_bench(args)["onnx"]
+    run = result["runs"][0]
+    # test.csv sits next to train.csv: its 150 rows, repeated to 28,000
+    assert result["rows"] == 28000 and "test.csv" in result["rows_source"]
+    assert set(run["seconds"]) == {"NumPy", "onnxruntime float", "onnxruntime int8"}
+    assert all(len(times) == 5 and min(times) > 0 for times in run["seconds"].values())
+    assert run["same_labels_as_numpy"]["onnxruntime float"] == 28000
+    assert run["val_accuracy"]["NumPy"] == run["val_accuracy"]["onnxruntime float"]
+    assert 0 < run["bytes"]["onnx int8"] < run["bytes"]["onnx float"]
+    text = (tmp_path / "bench" / "onnx.md").read_text()
+    assert "| onnxruntime int8 | model.int8.onnx" in text and run_dir.name in text
+    assert json.loads((tmp_path / "bench" / "onnx.json").read_text())["runs"][0]["run_id"] == run_dir.name
