@@ -120,9 +120,9 @@ def test_quantized_model_keeps_the_accuracy(tmp_path, capsys):
     assert {node.op_type for node in onnx.load(result["int8"]).graph.node} >= {"QuantizeLinear", "DequantizeLinear"}
     assert result["val_accuracy"] > 0.9  # the set is learnable, so the comparison means something
     assert abs(result["val_accuracy"] - result["int8_val_accuracy"]) <= 0.001  # 0.1 points
-    # and on rows neither model saw
-    x, y = make_images(2000, seed=0)
-    assert abs(int8.accuracy(x, y) - OnnxModel(result["onnx"]).accuracy(x, y)) <= 0.001
+    # row by row, on all 3,000 rows of train.csv, the int8 model labels (nearly) like the float one
+    x, _ = make_images(3000, seed=0)
+    assert np.mean(int8.predict(x) == OnnxModel(result["onnx"]).predict(x)) >= 0.995
 
 
 class Swish(L.Layer):
@@ -207,3 +207,13 @@ def test_bench_onnx_part_measures_three_engines_side_by_side(runs, competition, 
     text = (tmp_path / "bench" / "onnx.md").read_text()
     assert "| onnxruntime int8 | model.int8.onnx" in text and run_dir.name in text
     assert json.loads((tmp_path / "bench" / "onnx.json").read_text())["runs"][0]["run_id"] == run_dir.name
+
+
+def test_after_make_demo_alone_export_takes_the_demos_run(competition, tmp_path, capsys):
+    models = tmp_path / "models"
+    run_dir = train_run(CONFIGS["mlp"](), competition / "train.csv", models / "demo")  # as `make demo` saves it
+    assert main(["export", "--model", str(models), "--quantize", "1"]) == 0
+    assert (run_dir / "model.onnx").is_file() and (run_dir / "model.int8.onnx").is_file()
+    assert "exporting the demo's latest run" in capsys.readouterr().out
+    assert main(["export", "--model", str(tmp_path / "empty")]) == 2
+    assert "no trained model there" in capsys.readouterr().err
