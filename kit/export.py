@@ -380,8 +380,8 @@ def report(result: dict, model: Model) -> None:
     if "val_accuracy" not in result:
         log("no validation rows (trained with VAL_FRACTION=0): accuracies not measured")
         return
-    drop = 100 * (result["val_accuracy"] - result["int8_val_accuracy"])
+    change = 100 * (result["int8_val_accuracy"] - result["val_accuracy"])
     log(f"validation accuracy on {result['n_val']} rows: float {result['val_accuracy']:.4f}, "
-        f"int8 {result['int8_val_accuracy']:.4f} ({drop:+.2f} points lost)")
+        f"int8 {result['int8_val_accuracy']:.4f} (int8 minus float: {change:+.2f} points)")
     if model.config.refit:
         log("note: this model was refit on all rows, validation rows included; these scores are optimistic")
