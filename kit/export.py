@@ -96,6 +96,14 @@ def _unknown(where: str, layer, why: str = "") -> KitError:
                     f"the ONNX exporter knows {known}")
 
 
+def _setting(layer, name: str, where: str):
+    """A layer's public constructor setting (Conv2D.padding, MaxPool2D.size, BatchNorm.eps, ...),
+    with one line if a rewrite of the layer renamed it."""
+    if not hasattr(layer, name):
+        raise _unknown(where, layer, f"it has no `{name}` setting any more; update kit/export.py")
+    return getattr(layer, name)
+
+
 def _layer_nodes(graph: _Graph, layer: L.Layer, x: str, shape: tuple[int, ...], where: str
                  ) -> tuple[str, tuple[int, ...]]:
     """Append one layer's nodes after tensor x, whose per-row shape is `shape`;
@@ -109,7 +117,7 @@ def _layer_nodes(graph: _Graph, layer: L.Layer, x: str, shape: tuple[int, ...], 
         out = graph.node("Gemm", [x, graph.const(f"{hint}.w", _f32(w)), graph.const(f"{hint}.b", _f32(b))], hint)
         return out, (w.shape[1],)
     if kind in (L.ReLU, L.LeakyReLU):
-        slope = float(layer.slope)
+        slope = float(_setting(layer, "slope", where))
         if slope == 0.0:
             return graph.node("Relu", [x], hint), shape
         return graph.node("LeakyRelu", [x], hint, alpha=slope), shape
@@ -127,18 +135,18 @@ def _layer_nodes(graph: _Graph, layer: L.Layer, x: str, shape: tuple[int, ...], 
             raise _unknown(where, layer, f"has {len(gamma)} channels but gets shape {shape}")
         inputs = [x] + [graph.const(f"{hint}.{n}", _f32(v)) for n, v in
                         (("gamma", gamma), ("beta", beta), ("running_mean", mean), ("running_var", var))]
-        return graph.node("BatchNormalization", inputs, hint, epsilon=float(layer.eps)), shape
+        return graph.node("BatchNormalization", inputs, hint, epsilon=float(_setting(layer, "eps", where))), shape
     if kind is L.Conv2D:
         w, b = layer.params["w"], layer.params["b"]
         c_out, c_in, k, k2 = w.shape
-        p = int(layer.padding)
+        p = int(_setting(layer, "padding", where))
         if len(shape) != 3 or shape[0] != c_in or k != k2:
             raise _unknown(where, layer, f"kernel {w.shape} does not fit input shape {shape}")
         out = graph.node("Conv", [x, graph.const(f"{hint}.w", _f32(w)), graph.const(f"{hint}.b", _f32(b))], hint,
                          kernel_shape=[k, k], pads=[p, p, p, p], strides=[1, 1])
         return out, (c_out, shape[1] + 2 * p - k + 1, shape[2] + 2 * p - k + 1)
     if kind is L.MaxPool2D:
-        s = int(layer.size)
+        s = int(_setting(layer, "size", where))
         if len(shape) != 3:
             raise _unknown(where, layer, f"needs (channels, h, w) input, gets shape {shape}")
         out = graph.node("MaxPool", [x], hint, kernel_shape=[s, s], strides=[s, s])
@@ -146,7 +154,7 @@ def _layer_nodes(graph: _Graph, layer: L.Layer, x: str, shape: tuple[int, ...], 
     if kind is L.Flatten:
         return graph.node("Flatten", [x], hint, axis=1), (int(np.prod(shape)),)
     if kind is L.Reshape:
-        target = tuple(int(d) for d in layer.shape)
+        target = tuple(int(d) for d in _setting(layer, "shape", where))
         if int(np.prod(target)) != int(np.prod(shape)):
             raise _unknown(where, layer, f"cannot reshape {shape} to {target}")
         dims = graph.const(f"{hint}.shape", np.array((0,) + target, dtype=np.int64))  # 0: keep the batch size

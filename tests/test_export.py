@@ -217,3 +217,12 @@ def test_after_make_demo_alone_export_takes_the_demos_run(competition, tmp_path,
     assert "exporting the demo's latest run" in capsys.readouterr().out
     assert main(["export", "--model", str(tmp_path / "empty")]) == 2
     assert "no trained model there" in capsys.readouterr().err
+
+
+def test_a_renamed_layer_setting_is_one_line_not_a_traceback(runs):
+    run_dir, _ = runs("cnn_bn")
+    model = Model.load(run_dir / "model.npz")
+    conv = next(layer for layer in model.members[0].layers if isinstance(layer, L.Conv2D))
+    del conv.padding
+    with pytest.raises(KitError, match=r"\(Conv2D\): it has no `padding` setting"):
+        build_onnx(model)
