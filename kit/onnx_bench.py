@@ -51,11 +51,13 @@ def bench_run(model_path: str | os.PathLike, train_path: Path, x: np.ndarray, ro
     model_file = resolve_model(model_path)
     model = Model.load(model_file)
     with tempfile.TemporaryDirectory() as tmp:
-        own = recorded_train_path(model_file)  # the run's own file; the bench's when that is gone
-        exported = export_run(model_file, Path(tmp) / "model.onnx", quantize=True,
-                              train_path=None if own and Path(own).is_file() else train_path)
-        _, x_val, y_val = run_rows(model_file, model, None if own and Path(own).is_file() else train_path)
-        numpy_val_accuracy = float(np.mean(model.predict(to_float(x_val.astype(np.uint8))) == y_val)) if len(y_val) else None
+        own = recorded_train_path(model_file)
+        rows_from = None if own and Path(own).is_file() else train_path  # the run's own file, else the bench's
+        exported = export_run(model_file, Path(tmp) / "model.onnx", quantize=True, train_path=rows_from)
+        _, x_val, y_val = run_rows(model_file, model, rows_from)
+        numpy_val_accuracy = None
+        if len(y_val):
+            numpy_val_accuracy = float(np.mean(model.predict(to_float(x_val.astype(np.uint8))) == y_val))
         engines = {"onnxruntime float": OnnxModel(exported["onnx"]), "onnxruntime int8": OnnxModel(exported["int8"])}
         predict = {"NumPy": lambda: model.predict(to_float(x))}
         predict.update({name: (lambda m=m: m.predict(x)) for name, m in engines.items()})
@@ -71,7 +73,8 @@ def bench_run(model_path: str | os.PathLike, train_path: Path, x: np.ndarray, ro
     return {
         "run_id": model.meta.get("run_id"), "preset": model.config.preset, "arch": model.config.arch,
         "members": len(model.members), "tta": bool(model.config.tta),
-        "bytes": {"npz": model_file.stat().st_size, "onnx float": exported["bytes"], "onnx int8": exported["int8_bytes"]},
+        "bytes": {"npz": model_file.stat().st_size, "onnx float": exported["bytes"],
+                  "onnx int8": exported["int8_bytes"]},
         "n_val": exported.get("n_val"),
         "val_accuracy": {"NumPy": numpy_val_accuracy, "onnxruntime float": exported.get("val_accuracy"),
                          "onnxruntime int8": exported.get("int8_val_accuracy")},
