@@ -29,10 +29,14 @@ SEEDS ?= 3
 PRESETS ?= reference,default,best
 PART ?= all
 JOBS ?= 1
+# make export / make submit ONNX=
+QUANTIZE ?=
+ONNX ?=
+given = $(if $(filter-out file default undefined,$(origin $(1))),$(2) $($(1)))
 
 opt = $(if $(strip $(2)),$(1) $(2))
 
-.PHONY: help venv demo data train submit validate upload check test test-fast bench clean
+.PHONY: help venv demo data train submit validate upload check test test-fast bench clean export
 
 help: ## list the targets and the variables they take
 	@echo "Digit Recognizer kit — targets:"
@@ -40,7 +44,8 @@ help: ## list the targets and the variables they take
 	@echo ""
 	@echo "Files: TRAIN=$(TRAIN) TEST=$(TEST) MODEL=$(MODEL) OUT=$(OUT)   make train: RESUME=<run-id> continues a stopped run"
 	@echo "make data: COMPETITION=$(COMPETITION) FORCE=1 ZIP=path.zip   make upload: FILE=$(FILE) MESSAGE= WAIT=$(WAIT)"
-	@echo "make bench: PART=speed|accuracy|all SEEDS=$(SEEDS) PRESETS=$(PRESETS) JOBS=$(JOBS)   make demo: EPOCHS= SEED="
+	@echo "make export: MODEL= OUT=models/<run>/model.onnx QUANTIZE=1   make submit: ONNX=path/model.onnx"
+	@echo "make bench: PART=speed|accuracy|onnx|all SEEDS=$(SEEDS) PRESETS=$(PRESETS) JOBS=$(JOBS)   make demo: EPOCHS= SEED="
 	@echo ""
 	@if [ -x $(BIN)/python ]; then $(KIT) config --make-help; \
 	else echo "Hyperparameters: run \`make venv\` and \`make help\` again to list them (or see README.md)."; fi
@@ -63,7 +68,11 @@ train: $(STAMP) ## train on data/train.csv, keep the best epoch, save the run un
 	$(KIT) train --train $(TRAIN) --make-vars $(call opt,--resume,$(RESUME))
 
 submit: $(STAMP) ## predict data/test.csv with the latest run (or MODEL=) and write submissions/submission.csv
-	$(KIT) submit --model $(MODEL) --test $(TEST) --out $(OUT) $(call opt,--tta,$(TTA))
+	$(KIT) submit --model $(MODEL) --test $(TEST) --out $(OUT) $(call opt,--tta,$(TTA)) $(call opt,--onnx,$(ONNX))
+
+export: $(STAMP) ## write the latest run (or MODEL=) as models/<run>/model.onnx (or OUT=); QUANTIZE=1 adds model.int8.onnx
+	$(KIT) export --model $(MODEL) $(call given,OUT,--out) $(call opt,--quantize,$(QUANTIZE)) \
+		$(call given,TRAIN,--train) $(call opt,--tta,$(TTA))
 
 validate: $(STAMP) ## score the latest run (or MODEL=) again on its validation rows, without and with TTA
 	$(KIT) validate --model $(MODEL) --train $(TRAIN) $(call opt,--tta,$(TTA))
@@ -81,7 +90,7 @@ test-fast: $(STAMP) ## the tests without subprocesses, parallel runs, the bench,
 	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: $(STAMP) ## measure speed and accuracy on data/train.csv; tables go to bench/
-	$(KIT) bench --train $(TRAIN) --part $(PART) --seeds $(SEEDS) --presets $(PRESETS) --jobs $(JOBS)
+	$(KIT) bench --train $(TRAIN) --part $(PART) --seeds $(SEEDS) --presets $(PRESETS) --jobs $(JOBS) $(call given,MODEL,--model)
 
 clean: ## remove the virtual environment, caches and the demo's files (not data/, models/ or submissions/)
 	rm -rf $(VENV) .pytest_cache data/.cache data/demo models/demo submissions/demo

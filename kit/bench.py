@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -39,6 +38,7 @@ from typing import Callable
 import numpy as np
 
 from .config import Config, make_config
+from .measure import describe_machine, load_average, machine_info, repeat_timing, spread, write
 from .data import N_CLASSES, N_PIXELS, load_test, load_train, parse_csv, stratified_split, to_float
 
 SPEED_MD, SPEED_JSON = "speed.md", "speed.json"
@@ -61,98 +61,6 @@ class SpeedSizes:
     rss_preset: str = "default"  # the `kit train` run measured for peak memory
     rss_epochs: int = 1  # its epochs: memory peaks in the first, later ones allocate nothing new
     rss: bool = True  # measure the subprocess at all
-
-
-# --------------------------------------------------------------------------- the machine
-
-
-def machine_info() -> dict:
-    """CPU model, cores, Python, NumPy, and every BLAS threadpoolctl sees (kernel, threads)."""
-    from threadpoolctl import threadpool_info
-
-    from .blas import THREAD_VARIABLES, usable_cores
-
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    blas = []
-    for pool in threadpool_info():
-        if pool.get("user_api") != "blas":
-            continue
-        owner = "numpy" if "numpy" in pool.get("filepath", "") else Path(pool.get("filepath", "?")).parent.name
-        blas.append({
-            "library": f"{pool.get('internal_api')} {pool.get('version')}",
-            "kernel": pool.get("architecture") or "?",
-            "threads": pool.get("num_threads"),
-            "threading": pool.get("threading_layer") or "?",
-            "used_by": owner,
-        })
-    settings = {name: os.environ[name] for name in sorted(os.environ)
-                if name in THREAD_VARIABLES or name.startswith("OPENBLAS_")}
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "usable_cores": usable_cores(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "blas": blas,
-        "thread_settings": settings,
-        "platform": platform.platform(),
-    }
-
-
-def describe_machine(info: dict) -> list[str]:
-    lines = [f"- CPU: {info['cpu']}, {info['cores']} cores ({info['usable_cores']} usable)",
-             f"- Python {info['python']}, NumPy {info['numpy']}, {info['platform']}"]
-    for pool in info["blas"]:
-        lines.append(f"- BLAS ({pool['used_by']}): {pool['library']}, kernel {pool['kernel']}, "
-                     f"{pool['threads']} threads ({pool['threading']})")
-    settings = ", ".join(f"{k}={v}" for k, v in info["thread_settings"].items()) or "none"
-    lines.append(f"- BLAS/thread environment variables: {settings}")
-    return lines
-
-
-def load_average() -> str:
-    try:
-        return " ".join(f"{v:.2f}" for v in os.getloadavg())
-    except (OSError, AttributeError):
-        return "n/a"
-
-
-# --------------------------------------------------------------------------- timing helpers
-
-
-def repeat_timing(fn: Callable[[], object], repeats: int, min_seconds: float = 0.02) -> list[float]:
-    """Seconds per call of fn, once per repetition; each repetition loops enough calls to last
-    at least min_seconds, so the clock's resolution does not matter."""
-    fn()
-    started = time.perf_counter()
-    fn()
-    once = max(time.perf_counter() - started, 1e-7)
-    number = max(1, math.ceil(min_seconds / once))
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        for _ in range(number):
-            fn()
-        times.append((time.perf_counter() - started) / number)
-    return times
-
-
-def summary(values: list[float]) -> dict:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
-
-
-def spread(values: list[float], fmt: str = "{:.3f}") -> str:
-    """'median (min-max, n=5)'."""
-    s = summary(values)
-    return f"{fmt.format(s['median'])} ({fmt.format(s['min'])}–{fmt.format(s['max'])}, n={s['n']})"
 
 
 def gemm_gflops(m: int, k: int, n: int, repeats: int, rng: np.random.Generator) -> list[float]:
@@ -407,7 +315,6 @@ def _network_text(config: Config) -> str:
 
 def speed_markdown(result: dict) -> str:
     """The speed table (with the machine described) as markdown."""
-    med = statistics.median
     rows: list[tuple[str, str, str]] = []
     large, batch = result["gemm_large"], result["gemm_batch"]
     rows.append((f"float32 GEMM {'×'.join(map(str, large['shape']))}", spread(large["gflops"], "{:.0f}") + " GFLOP/s", ""))
@@ -520,17 +427,8 @@ def accuracy_markdown(result: dict) -> str:
 # --------------------------------------------------------------------------- entry point
 
 
-def write(folder: Path, name: str, text: str) -> Path:
-    from .files import atomic_open
-
-    folder.mkdir(parents=True, exist_ok=True)
-    with atomic_open(folder / name, "w") as handle:
-        handle.write(text)
-    return folder / name
-
-
 def run_bench(args, sizes: SpeedSizes | None = None, accuracy_epochs: int | None = None) -> dict:
-    """`kit bench`: args.train, args.part (speed, accuracy, all), args.seeds, args.presets
+    """`kit bench`: args.train, args.part (speed, accuracy, all, onnx), args.seeds, args.presets
     (comma-separated), args.out (folder); optional args.jobs (parallel accuracy runs)."""
     from .errors import KitError
 
@@ -539,6 +437,10 @@ def run_bench(args, sizes: SpeedSizes | None = None, accuracy_epochs: int | None
         raise KitError(f"{train_path}: file not found; run `make data` first (the bench needs the competition's train.csv)")
     out = Path(getattr(args, "out", "bench") or "bench")
     results = {}
+    if args.part == "onnx":  # the measuring lives in kit/onnx_bench.py
+        from .onnx_bench import run_onnx_bench
+
+        results["onnx"] = run_onnx_bench(train_path, getattr(args, "model", "models"), out)
     if args.part in ("speed", "all"):
         results["speed"] = speed = speed_bench(train_path, sizes)
         text = speed_markdown(speed)

@@ -1,4 +1,4 @@
-"""The `kit` command line: train, submit, validate, demo, data, upload, check, bench.
+"""The `kit` command line: train, submit, validate, demo, data, upload, check, bench, export.
 
 Every KitError becomes one line on stderr and exit code 2; Ctrl-C exits 130 after the run in
 progress has saved its best epoch.
@@ -68,6 +68,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample", default="data/sample_submission.csv", help="checked against when present")
     p.add_argument("--out", default="submissions/submission.csv", help="where to write the submission")
     p.add_argument("--tta", type=_bool, metavar="0|1", help="override the model's test-time augmentation")
+    p.add_argument("--onnx", help="predict with this exported model.onnx through onnxruntime instead")
+    p.add_argument("--engine", choices=["numpy", "onnxruntime"], default="numpy",
+                   help="onnxruntime: predict with the run's exported model.onnx (see `kit export`)")
+
+    p = sub.add_parser("export", help="write a run's network as ONNX (and QUANTIZE=1: an int8 copy)")
+    p.add_argument("--model", default="models", help="run folder, model.npz, or models/ for the latest run")
+    p.add_argument("--out", help="the .onnx file (default: models/<run-id>/model.onnx)")
+    p.add_argument("--quantize", type=_bool, metavar="0|1", default=False,
+                   help="also write <out>.int8.onnx (static int8, calibrated on the run's training rows)")
+    p.add_argument("--train", help="the run's train.csv, for quantizing (default: the one its metrics.json names)")
+    p.add_argument("--tta", type=_bool, metavar="0|1", help="test-time augmentation inside the graph "
+                   "(default: the model's setting)")
 
     p = sub.add_parser("validate", help="score a saved run again on its own validation rows (with and without TTA)")
     p.add_argument("--model", default="models", help="run folder, model.npz, or models/ for the latest run")
@@ -101,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="benchmark speed and accuracy; prints tables and writes bench/")
     p.add_argument("--train", default="data/train.csv")
-    p.add_argument("--part", choices=["speed", "accuracy", "all"], default="all")
+    p.add_argument("--part", choices=["speed", "accuracy", "all", "onnx"], default="all")
+    p.add_argument("--model", default="models", help="onnx part: the run to export and time (default: latest)")
     p.add_argument("--seeds", type=int, default=3, help="seeds for the default preset's accuracy")
     p.add_argument("--presets", default="reference,default,best", help="presets to train in the accuracy part")
     p.add_argument("--jobs", type=int, default=1, help="accuracy runs trained at once in processes (default 1: "
@@ -112,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in ("train", "submit", "validate", "demo", "bench"):
+    if args.command in ("train", "submit", "validate", "demo", "bench", "export"):
         from .blas import cap_blas_threads
 
         cap_blas_threads()  # no more BLAS threads than cores (a container's quota included)
@@ -142,7 +155,20 @@ def cmd_train(args) -> int:
 def cmd_submit(args) -> int:
     from .submit import submit_run
 
-    submit_run(args.model, args.test, args.out, args.sample, tta=args.tta)
+    onnx_path = args.onnx
+    if onnx_path is None and args.engine == "onnxruntime":
+        from .export import default_onnx_path
+        from .runs import resolve_model
+
+        onnx_path = default_onnx_path(resolve_model(args.model))
+    submit_run(args.model, args.test, args.out, args.sample, tta=args.tta, onnx_path=onnx_path)
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .export import export_run
+
+    export_run(args.model, args.out, quantize=args.quantize, train_path=args.train, tta=args.tta)
     return 0
 
 
@@ -199,5 +225,5 @@ def cmd_bench(args) -> int:
 
 COMMANDS = {
     "train": cmd_train, "submit": cmd_submit, "validate": cmd_validate, "demo": cmd_demo, "data": cmd_data,
-    "upload": cmd_upload, "check": cmd_check, "bench": cmd_bench, "config": cmd_config,
+    "upload": cmd_upload, "check": cmd_check, "bench": cmd_bench, "config": cmd_config, "export": cmd_export,
 }

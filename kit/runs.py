@@ -183,7 +183,7 @@ def validate_run(model_path: str | os.PathLike, train_path: str | os.PathLike,
 
 def summary(run_dir: Path, metrics: dict) -> str:
     lines = ["", f"run saved in {run_dir}/ (model.npz, config.json, history.csv, metrics.json)"]
-    lines.append(f"best epoch {metrics['best_epoch']}" + (f" (refit on all rows)" if metrics.get("refit") else ""))
+    lines.append(f"best epoch {metrics['best_epoch']}" + (" (refit on all rows)" if metrics.get("refit") else ""))
     if "val_accuracy" in metrics:
         lines.append(f"validation accuracy {metrics['val_accuracy']:.4f}, loss {metrics['val_loss']:.4f} "
                      f"on {metrics['n_val']} rows")

@@ -102,29 +102,37 @@ def predict_test(model, test_path: str | os.PathLike) -> np.ndarray:
 
 
 def submit_run(model_path: str | os.PathLike, test_path: str | os.PathLike, out_path: str | os.PathLike,
-               sample_path: str | os.PathLike | None = None, tta: bool | None = None) -> Path:
+               sample_path: str | os.PathLike | None = None, tta: bool | None = None,
+               onnx_path: str | os.PathLike | None = None) -> Path:
     """Predict test.csv with a saved run and write the checked submission, plus a copy named after
-    the run (so earlier submissions are kept) and submission.json describing the model."""
+    the run (so earlier submissions are kept) and submission.json describing the model.
+    With onnx_path, an exported model predicts through onnxruntime instead (kit/onnx_predict.py)."""
     import json
 
     from .console import log
     from .network import Model
     from .runs import resolve_model
 
-    model_file = resolve_model(model_path)
-    model = Model.load(model_file)
-    if tta is not None:
-        model.config.tta = tta
-    labels = predict_test(model, test_path)
+    if onnx_path is not None:
+        from .onnx_predict import predict_test_onnx
+
+        model_file = Path(onnx_path)
+        labels, meta = predict_test_onnx(model_file, test_path, tta)
+    else:
+        model_file = resolve_model(model_path)
+        model = Model.load(model_file)
+        if tta is not None:
+            model.config.tta = tta
+        labels, meta = predict_test(model, test_path), model.meta
     sample = sample_path if sample_path and Path(sample_path).exists() else None
     out_path = Path(out_path)
     write_submission(labels, out_path, sample)
-    run_id = model.meta.get("run_id", "unknown")
+    run_id = meta.get("run_id", "unknown")
     write_submission(labels, out_path.with_name(f"{out_path.stem}-{run_id}.csv"), sample)
     with atomic_open(out_path.with_suffix(".json"), "w") as handle:
-        json.dump({**model.meta, "model": str(model_file), "rows": int(len(labels))}, handle, indent=2)
+        json.dump({**meta, "model": str(model_file), "rows": int(len(labels))}, handle, indent=2)
     counts = np.bincount(labels, minlength=10).tolist()
-    log(f"model {model_file} (run {run_id}, val acc {model.meta.get('val_accuracy')})")
+    log(f"model {model_file} (run {run_id}, val acc {meta.get('val_accuracy')})")
     log(f"wrote {out_path} ({len(labels)} rows{', matches ' + str(sample) if sample else ''}); "
         f"copy {out_path.with_name(f'{out_path.stem}-{run_id}.csv')}")
     log(f"predicted class counts: {counts}")

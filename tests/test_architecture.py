@@ -11,15 +11,17 @@ KIT = Path(__file__).resolve().parent.parent / "kit"
 # Lowest first: the order in which data reaches each module.
 TIERS = [
     {"errors", "files", "console", "blas"},
-    {"data"},
+    {"data", "measure"},
     {"metrics", "layers", "losses", "optim", "augment"},
     {"config"},
     {"network"},
     {"runs"},
     {"train"},
+    {"onnx_predict"},
     {"parallel", "submit"},
-    {"archive", "kaggle_auth", "kaggle_client"},
-    {"kaggle_io", "demo", "bench"},
+    {"archive", "kaggle_auth", "kaggle_client", "export"},
+    {"kaggle_io", "demo", "onnx_bench"},
+    {"bench"},
     {"cli", "__main__"},
 ]
 TIER = {name: rank for rank, names in enumerate(TIERS) for name in names}
