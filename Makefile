@@ -48,6 +48,10 @@ SEEDS ?= 3
 PRESETS ?= reference,default,best
 PART ?= all
 JOBS ?= 1
+# make train: REPORT=0 skips the report; make runs: the folder of runs and the uploads it joins
+REPORT ?=
+MODELS ?= models
+UPLOADS ?= submissions/history.csv
 
 opt = $(if $(strip $(2)),$(1) $(2))
 TRAIN_FLAGS = --preset $(PRESET) $(call opt,--epochs,$(EPOCHS)) $(call opt,--lr,$(LR)) \
@@ -59,7 +63,7 @@ TRAIN_FLAGS = --preset $(PRESET) $(call opt,--epochs,$(EPOCHS)) $(call opt,--lr,
 	$(call opt,--refit,$(REFIT)) $(call opt,--ensemble,$(ENSEMBLE)) $(call opt,--tta,$(TTA)) \
 	$(call opt,--seed,$(SEED)) $(call opt,--val-fraction,$(VAL_FRACTION)) $(call opt,--threads,$(THREADS))
 
-.PHONY: help venv demo data train submit validate upload check test bench clean
+.PHONY: help venv demo data train submit validate upload check test bench clean report runs
 
 help: ## list the targets and the variables they take
 	@echo "Digit Recognizer kit — targets:"
@@ -73,6 +77,7 @@ help: ## list the targets and the variables they take
 	@echo "  TRAIN=$(TRAIN) TEST=$(TEST) MODEL=$(MODEL) OUT=$(OUT)"
 	@echo "  make data: COMPETITION=$(COMPETITION) FORCE=1 ZIP=path.zip   make upload: FILE=$(FILE) MESSAGE= WAIT=$(WAIT)"
 	@echo "  make bench: PART=speed|accuracy|all SEEDS=$(SEEDS) PRESETS=$(PRESETS) JOBS=$(JOBS)"
+	@echo "  make train: REPORT=0 (no report)   make report: MODEL=   make runs: MODELS=$(MODELS) UPLOADS=$(UPLOADS)"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -89,7 +94,7 @@ data: $(STAMP) ## download the competition files into data/ (Kaggle credentials 
 	$(KIT) data --competition $(COMPETITION) $(if $(filter 1 yes true,$(FORCE)),--force) $(call opt,--zip,$(ZIP))
 
 train: $(STAMP) ## train on data/train.csv, keep the best epoch, save the run under models/
-	$(KIT) train --train $(TRAIN) $(TRAIN_FLAGS)
+	$(KIT) train --train $(TRAIN) $(TRAIN_FLAGS) $(if $(REPORT),--report $(REPORT))
 
 submit: $(STAMP) ## predict data/test.csv with the latest run (or MODEL=) and write submissions/submission.csv
 	$(KIT) submit --model $(MODEL) --test $(TEST) --out $(OUT) $(call opt,--tta,$(TTA))
@@ -99,6 +104,12 @@ validate: $(STAMP) ## score the latest run (or MODEL=) again on its validation r
 
 upload: $(STAMP) ## send submissions/submission.csv (or FILE=) to the leaderboard
 	$(KIT) upload --file $(FILE) --competition $(COMPETITION) --wait $(WAIT) $(if $(MESSAGE),--message "$$MESSAGE")
+
+report: $(STAMP) ## write report.html (curves, confusion matrix, mistakes) for the latest run (or MODEL=)
+	$(KIT) report --model $(MODEL)
+
+runs: $(STAMP) ## list every run under models/ (or MODELS=) with validation and leaderboard scores; writes runs.html
+	$(KIT) runs --models $(MODELS) --uploads $(UPLOADS)
 
 check: $(STAMP) ## check a submission's format (FILE=)
 	$(KIT) check $(FILE)

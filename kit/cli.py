@@ -1,4 +1,4 @@
-"""The `kit` command line: train, submit, validate, demo, data, upload, check, bench.
+"""The `kit` command line: train, submit, validate, demo, data, upload, check, bench, report, runs.
 
 Every KitError becomes one line on stderr and exit code 2; Ctrl-C exits 130 after the run in
 progress has saved its best epoch.
@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a network on train.csv and save the run under models/")
     p.add_argument("--train", default="data/train.csv", help="training CSV (default: data/train.csv)")
     p.add_argument("--model-dir", default="models", help="where runs are saved (default: models)")
+    p.add_argument("--report", type=_bool, default=True, metavar="0|1",
+                   help="write the run's report.html at the end (default 1)")
     _add_training_flags(p)
 
     p = sub.add_parser("submit", help="predict test.csv with a trained model and write submission.csv")
@@ -85,6 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="models", help="run folder, model.npz, or models/ for the latest run")
     p.add_argument("--train", default="data/train.csv", help="the train.csv the run was trained on")
     p.add_argument("--tta", type=_bool, metavar="0|1", help="only without (0) or with (1) test-time augmentation")
+
+    p = sub.add_parser("report", help="write a run's report.html: learning curves, confusion matrix, mistakes")
+    p.add_argument("--model", default="models", help="run folder, or models/ for the latest run")
+    p.add_argument("--submissions", default="submissions", help="where `make submit` wrote (for the test rows)")
+
+    p = sub.add_parser("runs", help="table of every run with validation and public leaderboard scores")
+    p.add_argument("--models", default="models", help="folder of runs (default: models)")
+    p.add_argument("--uploads", default="submissions/history.csv", help="what `make upload` recorded")
 
     p = sub.add_parser("demo", help="train and submit on the bundled real sample (offline, ~1 minute)")
     p.add_argument("--epochs", type=int, help="epochs (default: the demo's 15)")
@@ -138,7 +148,30 @@ def cmd_train(args) -> int:
     from .train import train_run
 
     config = config_from_args(args)
-    train_run(config, args.train, args.model_dir)
+    run_dir = train_run(config, args.train, args.model_dir)
+    if args.report:
+        from .console import log
+        from .report import write_report
+
+        try:
+            log(f"report: {write_report(run_dir).path}")
+        except KitError as error:  # the run is saved; a report that cannot be written does not undo it
+            log(f"report not written: {error}; `make report MODEL={run_dir}` tries again")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .report import write_report
+
+    report = write_report(args.model, args.submissions)
+    print(f"report: {report.path}")
+    return 0
+
+
+def cmd_runs(args) -> int:
+    from .runs_table import list_runs
+
+    list_runs(args.models, args.uploads)
     return 0
 
 
@@ -194,5 +227,5 @@ def cmd_bench(args) -> int:
 
 COMMANDS = {
     "train": cmd_train, "submit": cmd_submit, "validate": cmd_validate, "demo": cmd_demo, "data": cmd_data,
-    "upload": cmd_upload, "check": cmd_check, "bench": cmd_bench,
+    "upload": cmd_upload, "check": cmd_check, "bench": cmd_bench, "report": cmd_report, "runs": cmd_runs,
 }

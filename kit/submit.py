@@ -123,7 +123,9 @@ def submit_run(model_path: str | os.PathLike, test_path: str | os.PathLike, out_
     run_id = model.meta.get("run_id", "unknown")
     write_submission(labels, out_path.with_name(f"{out_path.stem}-{run_id}.csv"), sample)
     with atomic_open(out_path.with_suffix(".json"), "w") as handle:
-        json.dump({**model.meta, "model": str(model_file), "rows": int(len(labels))}, handle, indent=2)
+        # test and tta let `make report` find and predict these test rows again (its least-sure rows)
+        json.dump({**model.meta, "model": str(model_file), "rows": int(len(labels)), "test": str(test_path),
+                   "tta": bool(model.config.tta)}, handle, indent=2)
     counts = np.bincount(labels, minlength=10).tolist()
     log(f"model {model_file} (run {run_id}, val acc {model.meta.get('val_accuracy')})")
     log(f"wrote {out_path} ({len(labels)} rows{', matches ' + str(sample) if sample else ''}); "

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -259,6 +260,9 @@ def finish_run(config: Config, model_dir: Path, trained: Trained, n_train: int, 
         "interrupted": trained.interrupted,
         "members": trained.member_metrics,
         "blas_threads": blas_threads,
+        # the report's machine table
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                    "python": platform.python_version(), "numpy": np.__version__},
     }
     if trained.val_probs:
         metrics.update(validation_metrics(np.mean(trained.val_probs, axis=0), y_val))
