@@ -10,7 +10,8 @@ Everything is read from the run folder (config.json, metrics.json, history.csv, 
 the validation rows are drawn again from train.csv with the run's seed, as `make validate`
 does, and evaluated once. Whatever is missing (train.csv moved, no validation rows, no
 submission yet, an old run without some file) is named in one line and the rest is drawn.
-matplotlib and scikit-learn are imported here only, never on the training path.
+The pictures are drawn in kit/report_plots.py; matplotlib and scikit-learn are imported only when
+a report is written, never on the training path.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ import numpy as np
 
 from .config import Config
 from .console import log
-from .data import IMAGE_SIDE, N_CLASSES, class_counts, load_test, load_train, stratified_split, to_float
+from .data import N_CLASSES, class_counts, load_test, load_train, stratified_split, to_float
 from .errors import KitError
-from .files import atomic_open, atomic_path
+from .files import atomic_open
+from .report_plots import plot_confusion, plot_curves, plot_digits
 
 REPORT_NAME = "report.html"
 CURVES_PNG = "report-curves.png"
@@ -39,8 +41,6 @@ MISTAKES_PNG = "report-mistakes.png"
 UNSURE_PNG = "report-unsure.png"
 MAX_MISTAKES = 48  # the gallery shows the worst 48 (all of them when there are fewer)
 N_UNSURE = 36  # least-sure test rows shown
-GALLERY_COLUMNS = 8
-DPI = 100
 
 
 @dataclass
@@ -176,123 +176,6 @@ def latest_submission(run_id: str, submissions_dir: Path) -> dict | None:
         return None
     _, path, meta = max(found)
     return {**meta, "json": path}
-
-
-# --------------------------------------------------------------------------- the pictures
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only; no display needed
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, path: Path) -> Path:
-    plt = _pyplot()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=DPI)
-    plt.close(fig)
-    return path
-
-
-def plot_curves(history: list[dict], members: list[dict], path: Path) -> Path:
-    """Loss (log scale), accuracy and learning rate per epoch: training solid, validation dashed,
-    one colour per ensemble member (or per kind with one member), best epochs dotted."""
-    plt = _pyplot()
-    from matplotlib.ticker import FuncFormatter, MaxNLocator
-
-    fig, (ax_loss, ax_acc, ax_lr) = plt.subplots(1, 3, figsize=(13, 3.9), layout="constrained")
-    member_ids = sorted({int(row["member"]) for row in history})
-    several = len(member_ids) > 1
-    best = {int(m.get("member", 0)): m.get("best_epoch") for m in members}
-    accuracies = []
-    for index, member in enumerate(member_ids):
-        rows = [row for row in history if int(row["member"]) == member]
-        epochs = [row["epoch"] for row in rows]
-        name = f"member {member + 1} " if several else ""
-        for kind, style, colour in (("train", "-", "C0"), ("val", "--", "C1")):
-            colour = f"C{index % 10}" if several else colour
-            loss = [row[f"{kind}_loss"] for row in rows]
-            acc = [row[f"{kind}_acc"] for row in rows]
-            if all(math.isnan(v) for v in loss):
-                continue
-            label = f"{name}{'training' if kind == 'train' else 'validation'}"
-            ax_loss.plot(epochs, loss, style, color=colour, marker=".", label=label)
-            ax_acc.plot(epochs, acc, style, color=colour, marker=".", label=label)
-            accuracies += [v for e, v in zip(epochs, acc) if e > 1 and not math.isnan(v)]
-        ax_lr.plot(epochs, [row["lr"] for row in rows], "-", color=f"C{index % 10}" if several else "C2",
-                   marker=".", label=f"member {member + 1}" if several else "learning rate")
-        if best.get(member):
-            for ax in (ax_loss, ax_acc):
-                ax.axvline(best[member], color=f"C{index % 10}" if several else "0.4", linestyle=":",
-                           label=f"{name}best epoch {best[member]}" if ax is ax_loss else None)
-    ax_loss.set_yscale("log")
-    plain = FuncFormatter(lambda value, _: f"{value:g}")  # 0.3, not 3x10^-1
-    ax_loss.yaxis.set_major_formatter(plain)
-    ax_loss.yaxis.set_minor_formatter(plain)
-    if len(set(row["epoch"] for row in history)) >= 5 and accuracies:
-        low = min(accuracies)  # from epoch 2 on: the first epoch would squash the rest against the top
-        ax_acc.set_ylim(max(0.0, low - 0.1 * (1.0 - low) - 0.005), 1.0)
-        ax_acc.set_title("accuracy (axis zoomed on epochs 2 and later)", fontsize=11)
-    ax_lr.set_ylim(0, 1.1 * max(row["lr"] for row in history))
-    ax_lr.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.2g}"))  # no offset over the title
-    for ax, title in ((ax_loss, "loss (cross-entropy, log scale)"), (ax_acc, "accuracy"),
-                      (ax_lr, "learning rate (at the end of each epoch)")):
-        if not ax.get_title():
-            ax.set_title(title, fontsize=11)
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    return _save(fig, path)
-
-
-def plot_confusion(matrix: np.ndarray, path: Path) -> Path:
-    """Two heat maps of a (10, 10) confusion matrix (rows true, columns predicted): counts, and
-    each row as percentages of its true label; zero cells left blank so mistakes stand out."""
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(12.5, 5.6), layout="constrained")
-    rows = matrix.sum(axis=1, keepdims=True)
-    share = 100.0 * matrix / np.maximum(rows, 1)
-    for ax, values, title, fmt in ((axes[0], matrix, "counts", "{:.0f}".format),
-                                   (axes[1], share, "row-normalised (% of each true label)", _percent)):
-        # a log-like stretch so off-diagonal mistakes get colour too, not only the diagonal
-        shown = np.sqrt(values / max(values.max(), 1e-9))
-        ax.imshow(shown, cmap="Blues", vmin=0, vmax=1)
-        for (i, j), value in np.ndenumerate(values):
-            if value > 0:
-                ax.text(j, i, fmt(value), ha="center", va="center", fontsize=8,
-                        color="white" if shown[i, j] > 0.6 else "black")
-        ax.set_title(title, fontsize=11)
-        ax.set_xlabel("predicted label")
-        ax.set_ylabel("true label")
-        ax.set_xticks(range(N_CLASSES))
-        ax.set_yticks(range(N_CLASSES))
-    return _save(fig, path)
-
-
-def _percent(value: float) -> str:
-    return f"{value:.1f}".rstrip("0").rstrip(".")  # 97.3, 100, 0.4
-
-
-def plot_digits(pixels: np.ndarray, captions: list[str], path: Path, colours: list[str] | None = None) -> Path:
-    """A grid of 28x28 images (n, 784) uint8, dark ink on white as on paper, each with its caption."""
-    plt = _pyplot()
-    n = len(pixels)
-    n_cols = min(GALLERY_COLUMNS, n)
-    n_rows = math.ceil(n / n_cols)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(1.45 * n_cols, 1.75 * n_rows), squeeze=False)
-    for k, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if k < n:
-            ax.imshow(pixels[k].reshape(IMAGE_SIDE, IMAGE_SIDE), cmap="gray_r", vmin=0, vmax=255,
-                      interpolation="nearest")
-            ax.set_title(captions[k], fontsize=9, color=(colours or ["black"] * n)[k], linespacing=1.25)
-    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1 - 0.5 / (1.75 * n_rows), wspace=0.1, hspace=0.55)
-    return _save(fig, path)
 
 
 # --------------------------------------------------------------------------- the sections
@@ -450,12 +333,13 @@ def _img(name: str, alt: str) -> str:
     return f"<img src=\"{name}\" alt=\"{html.escape(alt)}\">"
 
 
-def _table(header: list[str], rows: list[list], key_column: bool = True) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+def _table(header: list[str] | None, rows: list[list], key_column: bool = True) -> str:
+    """An HTML table of rows (lists of cells), with a header row when header is given."""
+    head = "<tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr>" if header else ""
     body = "".join(
         "<tr>" + "".join(f"<td{' class=k' if key_column and j == 0 else ''}>{html.escape(str(v))}</td>"
                          for j, v in enumerate(row)) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return f"<table>{head}{body}</table>"
 
 
 def _epochs_note(run: Run) -> str:
@@ -512,4 +396,4 @@ def _run_tables(run: Run, validation: Validation | None) -> str:
     machine_rows = [[k, v] for k, v in machine.items()] if machine else [["machine", "not recorded by this run"]]
     parts = [("Config", config_rows), ("Data", data_rows), ("Timings", time_rows), ("Machine", machine_rows)]
     return "<div class=\"tables\">" + "".join(
-        f"<div><h3>{title}</h3>{_table(['', ''], rows)}</div>" for title, rows in parts if rows) + "</div>"
+        f"<div><h3>{title}</h3>{_table(None, rows)}</div>" for title, rows in parts if rows) + "</div>"
