@@ -209,6 +209,13 @@ def unsure_test_rows(run: Run, submission: dict) -> tuple[np.ndarray, list[dict]
     return test.x[order], rows
 
 
+def _percent(probability: float) -> str:
+    """'87%'; above 99% one decimal, rounded down, so a wrong answer never reads '100%'."""
+    if probability < 0.99:
+        return f"{100 * probability:.0f}%"
+    return f"{math.floor(1000 * probability) / 10:.1f}%"
+
+
 def write_report(run_path: str | os.PathLike, submissions_dir: str | os.PathLike = "submissions") -> Report:
     """Write report.html and its PNGs into the run folder (each file atomically); returns what was written."""
     started = time.perf_counter()
@@ -242,13 +249,13 @@ def write_report(run_path: str | os.PathLike, submissions_dir: str | os.PathLike
     if validation is not None:
         mistakes = mistakes_of(validation)
         if mistakes:
-            captions = [f"true {m['true']} → {m['predicted']}\n{m['confidence']:.0%} sure, line {m['line']}"
+            captions = [f"true {m['true']} → {m['predicted']}\n{_percent(m['confidence'])}, line {m['line']}"
                         for m in mistakes]
             images.append(plot_digits(validation.pixels[[m["index"] for m in mistakes]], captions,
                                       run_dir / MISTAKES_PNG, ["#b00020"] * len(mistakes)))
             n_wrong = int(np.count_nonzero(validation.predicted != validation.labels))
             body = (f"<p>{len(mistakes)} of the {n_wrong} misclassified validation rows, most confident first "
-                    "(caption: true label → predicted, the model's confidence, the row's line in train.csv).</p>"
+                    "(caption: true label → predicted, the model's confidence in it, the row's line in train.csv).</p>"
                     + _img(MISTAKES_PNG, "misclassified validation digits") + _mistakes_table(mistakes))
         else:
             body = "<p>No validation row is misclassified.</p>"
@@ -264,7 +271,7 @@ def write_report(run_path: str | os.PathLike, submissions_dir: str | os.PathLike
         found = unsure_test_rows(run, submission)
         if found is not None:
             pixels, unsure = found
-            captions = [f"#{u['image_id']}: {u['first']} {u['p_first']:.0%}\nor {u['second']} {u['p_second']:.0%}"
+            captions = [f"#{u['image_id']}: {u['first']} {_percent(u['p_first'])}\nor {u['second']} {_percent(u['p_second'])}"
                         for u in unsure]
             images.append(plot_digits(pixels, captions, run_dir / UNSURE_PNG))
             sections.append(_section("Test rows the model is least sure of", (

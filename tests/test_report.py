@@ -157,6 +157,7 @@ def test_report_of_a_run_with_pieces_missing_says_what_is_missing(reported, tmp_
     assert "Not shown" in text and "moved/train.csv" in text
 
 
+@pytest.mark.slow  # trains two runs (> 2 s)
 def test_report_of_a_run_without_validation_rows_and_of_an_ensemble(competition, tmp_path):
     no_val = train_run(small_config(epochs=1, val_fraction=0.0), competition / "train.csv", tmp_path / "models")
     report = write_report(no_val, tmp_path / "subs")
@@ -176,6 +177,7 @@ def test_report_of_a_missing_folder_is_one_line(tmp_path, capsys):
     assert capsys.readouterr().err.count("\n") == 1
 
 
+@pytest.mark.slow  # trains two runs through the CLI (> 2 s)
 def test_train_writes_the_report_unless_told_not_to(competition, tmp_path, capsys):
     args = ["train", "--train", str(competition / "train.csv"), "--model-dir", str(tmp_path / "m"),
             "--preset", "reference", "--epochs", "1", "--hidden", "8", "--val-fraction", "0.25"]
