@@ -120,7 +120,7 @@ def read_run(run_dir: Path) -> Run:
         run.notes.append("no readable metrics.json: scores, timings and row counts are missing")
     try:
         with open(run_dir / "history.csv", newline="") as handle:
-            run.history = [{k: _number(v) for k, v in row.items()} for row in csv.DictReader(handle)]
+            run.history = [{"member": 0, **{k: _number(v) for k, v in row.items()}} for row in csv.DictReader(handle)]
     except OSError:
         run.notes.append("no history.csv: no learning curves")
     return run
@@ -225,7 +225,9 @@ def write_report(run_path: str | os.PathLike, submissions_dir: str | os.PathLike
     sections: list[str] = []
 
     if run.history:
-        images.append(plot_curves(run.history, metrics.get("members", []), run_dir / CURVES_PNG))
+        # an older run names only its best epoch, not each member's
+        members = metrics.get("members") or [{"member": 0, "best_epoch": metrics.get("best_epoch")}]
+        images.append(plot_curves(run.history, members, run_dir / CURVES_PNG))
         sections.append(_section("Learning curves", _img(CURVES_PNG, "loss, accuracy and learning rate per epoch")
                                  + _epochs_note(run)))
 

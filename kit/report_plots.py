@@ -58,12 +58,13 @@ def plot_curves(history: list[dict], members: list[dict], path: Path) -> Path:
     accuracies, kinds_drawn = [], []
     for index, member in enumerate(member_ids):
         rows = [row for row in history if int(row["member"]) == member]
-        epochs = [row["epoch"] for row in rows]
+        epochs = [row.get("epoch", i + 1) for i, row in enumerate(rows)]
         member_colour = f"C{index % 10}"
         for kind, style, kind_colour in (("training", "-", "C0"), ("validation", "--", "C1")):
             colour = member_colour if several else kind_colour
-            loss = [row[f"{kind[:5] if kind == 'training' else 'val'}_loss"] for row in rows]
-            acc = [row[f"{kind[:5] if kind == 'training' else 'val'}_acc"] for row in rows]
+            prefix = "train" if kind == "training" else "val"
+            loss = [row.get(f"{prefix}_loss", math.nan) for row in rows]
+            acc = [row.get(f"{prefix}_acc", math.nan) for row in rows]
             if all(math.isnan(v) for v in loss):
                 continue  # no validation rows
             ax_loss.plot(epochs, loss, style, color=colour, marker=".")
@@ -72,8 +73,8 @@ def plot_curves(history: list[dict], members: list[dict], path: Path) -> Path:
             if index == 0:
                 kinds_drawn.append(Line2D([], [], linestyle=style, marker=".", color="0.3" if several else colour,
                                           label=kind))
-        ax_lr.plot(epochs, [row["lr"] for row in rows], "-", color=member_colour if several else "C2", marker=".",
-                   label=f"member {member + 1}")
+        ax_lr.plot(epochs, [row.get("lr", math.nan) for row in rows], "-", marker=".",
+                   color=member_colour if several else "C2", label=f"member {member + 1}")
         if best.get(member):
             for ax in (ax_loss, ax_acc):
                 ax.axvline(best[member], color=member_colour if several else "0.4", linestyle=":")
@@ -92,7 +93,9 @@ def plot_curves(history: list[dict], members: list[dict], path: Path) -> Path:
         low = min(accuracies)  # from epoch 2 on: the first epoch would squash the rest against the top
         ax_acc.set_ylim(max(0.0, low - 0.1 * (1.0 - low) - 0.005), 1.004)  # a line at 1.0 stays visible
         ax_acc.set_title("accuracy (axis zoomed on epochs 2 and later)", fontsize=11)
-    ax_lr.set_ylim(0, 1.1 * max(row["lr"] for row in history))
+    rates = [row.get("lr", math.nan) for row in history]
+    if not all(math.isnan(rate) for rate in rates):
+        ax_lr.set_ylim(0, 1.1 * np.nanmax(rates))
     ax_lr.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))  # no offset over the title
     for ax, title in ((ax_loss, "loss (cross-entropy, log scale)"), (ax_acc, "accuracy"),
                       (ax_lr, "learning rate (at the end of each epoch)")):

@@ -158,6 +158,26 @@ def test_report_of_a_run_with_pieces_missing_says_what_is_missing(reported, tmp_
 
 
 @pytest.mark.slow  # trains two runs (> 2 s)
+def test_report_of_an_older_run_without_members_machine_or_history_columns(reported, tmp_path):
+    run_dir, _, _ = reported
+    old = tmp_path / "older"
+    shutil.copytree(run_dir, old)
+    with open(run_dir / "history.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    with open(old / "history.csv", "w", newline="") as handle:  # no member, lr or seconds columns
+        writer = csv.DictWriter(handle, fieldnames=["epoch", "train_loss", "train_acc", "val_loss", "val_acc"])
+        writer.writeheader()
+        writer.writerows({k: row[k] for k in writer.fieldnames} for row in rows)
+    metrics = json.loads((old / "metrics.json").read_text())
+    for key in ("members", "machine", "train_path"):
+        del metrics[key]
+    (old / "metrics.json").write_text(json.dumps(metrics))
+    report = write_report(old, tmp_path)
+    assert report_module.CURVES_PNG in {p.name for p in report.images}
+    assert read_png(old / report_module.CURVES_PNG)[..., :3].std() > 0.05
+    assert "not recorded" in report.path.read_text()
+
+
 def test_report_of_a_run_without_validation_rows_and_of_an_ensemble(competition, tmp_path):
     no_val = train_run(small_config(epochs=1, val_fraction=0.0), competition / "train.csv", tmp_path / "models")
     report = write_report(no_val, tmp_path / "subs")
