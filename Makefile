@@ -33,10 +33,14 @@ JOBS ?= 1
 QUANTIZE ?=
 ONNX ?=
 given = $(if $(filter-out file default undefined,$(origin $(1))),$(2) $($(1)))
+# make train: REPORT=0 skips the report; make runs: the folder of runs and the uploads it joins
+REPORT ?=
+MODELS ?= models
+UPLOADS ?= submissions/history.csv
 
 opt = $(if $(strip $(2)),$(1) $(2))
 
-.PHONY: help venv demo data train submit validate upload check test test-fast bench clean export
+.PHONY: help venv demo data train submit validate upload check test test-fast bench clean export report runs
 
 help: ## list the targets and the variables they take
 	@echo "Digit Recognizer kit — targets:"
@@ -45,6 +49,7 @@ help: ## list the targets and the variables they take
 	@echo "Files: TRAIN=$(TRAIN) TEST=$(TEST) MODEL=$(MODEL) OUT=$(OUT)   make train: RESUME=<run-id> continues a stopped run"
 	@echo "make data: COMPETITION=$(COMPETITION) FORCE=1 ZIP=path.zip   make upload: FILE=$(FILE) MESSAGE= WAIT=$(WAIT)"
 	@echo "make export: MODEL= OUT=models/<run>/model.onnx QUANTIZE=1   make submit: ONNX=path/model.onnx"
+	@echo "make train: REPORT=0 (no report)   make report: MODEL=   make runs: MODELS=$(MODELS) UPLOADS=$(UPLOADS)"
 	@echo "make bench: PART=speed|accuracy|onnx|all SEEDS=$(SEEDS) PRESETS=$(PRESETS) JOBS=$(JOBS)   make demo: EPOCHS= SEED="
 	@echo ""
 	@if [ -x $(BIN)/python ]; then $(KIT) config --make-help; \
@@ -65,7 +70,7 @@ data: $(STAMP) ## download the competition files into data/ (Kaggle credentials 
 	$(KIT) data --competition $(COMPETITION) $(if $(filter 1 yes true,$(FORCE)),--force) $(call opt,--zip,$(ZIP))
 
 train: $(STAMP) ## train on data/train.csv, keep the best epoch, save the run under models/
-	$(KIT) train --train $(TRAIN) --make-vars $(call opt,--resume,$(RESUME))
+	$(KIT) train --train $(TRAIN) --make-vars $(call opt,--resume,$(RESUME)) $(if $(REPORT),--report $(REPORT))
 
 submit: $(STAMP) ## predict data/test.csv with the latest run (or MODEL=) and write submissions/submission.csv
 	$(KIT) submit --model $(MODEL) --test $(TEST) --out $(OUT) $(call opt,--tta,$(TTA)) $(call opt,--onnx,$(ONNX))
@@ -79,6 +84,12 @@ validate: $(STAMP) ## score the latest run (or MODEL=) again on its validation r
 
 upload: $(STAMP) ## send submissions/submission.csv (or FILE=) to the leaderboard
 	$(KIT) upload --file $(FILE) --competition $(COMPETITION) --wait $(WAIT) $(if $(MESSAGE),--message "$$MESSAGE")
+
+report: $(STAMP) ## write report.html (curves, confusion matrix, mistakes) for the latest run (or MODEL=)
+	$(KIT) report --model $(MODEL)
+
+runs: $(STAMP) ## list every run under models/ (or MODELS=) with validation and leaderboard scores; writes runs.html
+	$(KIT) runs --models $(MODELS) --uploads $(UPLOADS)
 
 check: $(STAMP) ## check a submission's format (FILE=)
 	$(KIT) check $(FILE)

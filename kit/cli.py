@@ -1,4 +1,4 @@
-"""The `kit` command line: train, submit, validate, demo, data, upload, check, bench, export.
+"""The `kit` command line: train, submit, validate, demo, data, upload, check, bench, export, report, runs.
 
 Every KitError becomes one line on stderr and exit code 2; Ctrl-C exits 130 after the run in
 progress has saved its best epoch.
@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-dir", default="models", help="where runs are saved (default: models)")
     p.add_argument("--resume", metavar="RUN", help="continue a stopped run (its folder, or its id under "
                    "--model-dir) from its last finished epoch, with its own settings")
+    p.add_argument("--report", type=_bool, default=True, metavar="0|1",
+                   help="write the run's report.html at the end (default 1)")
     add_config_flags(p)
 
     p = sub.add_parser("submit", help="predict test.csv with a trained model and write submission.csv")
@@ -85,6 +87,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="models", help="run folder, model.npz, or models/ for the latest run")
     p.add_argument("--train", default="data/train.csv", help="the train.csv the run was trained on")
     p.add_argument("--tta", type=_bool, metavar="0|1", help="only without (0) or with (1) test-time augmentation")
+
+    p = sub.add_parser("report", help="write a run's report.html: learning curves, confusion matrix, mistakes")
+    p.add_argument("--model", default="models", help="run folder, or models/ for the latest run")
+    p.add_argument("--submissions", default="submissions", help="where `make submit` wrote (for the test rows)")
+
+    p = sub.add_parser("runs", help="table of every run with validation and public leaderboard scores")
+    p.add_argument("--models", default="models", help="folder of runs (default: models)")
+    p.add_argument("--uploads", default="submissions/history.csv", help="what `make upload` recorded")
 
     p = sub.add_parser("demo", help="train and submit on the bundled real sample (offline, ~1 minute)")
     p.add_argument("--epochs", type=int, help="epochs (default: the demo's 15)")
@@ -146,9 +156,32 @@ def cmd_train(args) -> int:
         from .train import resume_run
 
         run_dir = Path(args.resume)
-        resume_run(run_dir if run_dir.is_dir() else Path(args.model_dir) / args.resume, args.train)
-        return 0
-    train_run(config_from_args(args), args.train, args.model_dir)
+        run_dir = resume_run(run_dir if run_dir.is_dir() else Path(args.model_dir) / args.resume, args.train)
+    else:
+        run_dir = train_run(config_from_args(args), args.train, args.model_dir)
+    if args.report:
+        from .console import log
+        from .report import write_report
+
+        try:
+            log(f"report: {write_report(run_dir).path}")
+        except KitError as error:  # the run is saved; a report that cannot be written does not undo it
+            log(f"report not written: {error}; `make report MODEL={run_dir}` tries again")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .report import write_report
+
+    report = write_report(args.model, args.submissions)
+    print(f"report: {report.path}")
+    return 0
+
+
+def cmd_runs(args) -> int:
+    from .runs_table import list_runs
+
+    list_runs(args.models, args.uploads)
     return 0
 
 
@@ -226,4 +259,5 @@ def cmd_bench(args) -> int:
 COMMANDS = {
     "train": cmd_train, "submit": cmd_submit, "validate": cmd_validate, "demo": cmd_demo, "data": cmd_data,
     "upload": cmd_upload, "check": cmd_check, "bench": cmd_bench, "config": cmd_config, "export": cmd_export,
+    "report": cmd_report, "runs": cmd_runs,
 }

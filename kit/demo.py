@@ -32,5 +32,9 @@ def run_demo(epochs: int | None = None, seed: int | None = None) -> None:
     config = make_config("default", epochs=epochs or DEMO_EPOCHS, seed=seed)
     run_dir = train_run(config, DEMO_DATA / "train.csv", DEMO_MODELS)
     submit_run(run_dir, DEMO_DATA / "test.csv", DEMO_SUBMISSION, DEMO_DATA / "sample_submission.csv")
+    from .report import write_report
+
+    report = write_report(run_dir, DEMO_SUBMISSION.parent)  # after the submission: it shows its least-sure rows
     log(f"\ndemo done: data in {DEMO_DATA}/, model in {run_dir}/, submission in {DEMO_SUBMISSION}")
     log("with the real competition files: make data && make train && make submit")
+    log(f"report (open it in a browser): {report.path}")

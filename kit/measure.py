@@ -60,6 +60,14 @@ def machine_info() -> dict:
     }
 
 
+def machine_summary() -> dict:
+    """The machine in a few flat fields, recorded with every run (metrics.json, the report)."""
+    info = machine_info()
+    blas = "; ".join(f"{pool['library']} ({pool['kernel']}, {pool['threads']} threads)" for pool in info["blas"])
+    return {"cpu": info["cpu"], "cores": info["usable_cores"], "python": info["python"], "numpy": info["numpy"],
+            "blas": blas or "none seen"}
+
+
 def describe_machine(info: dict) -> list[str]:
     lines = [f"- CPU: {info['cpu']}, {info['cores']} cores ({info['usable_cores']} usable)",
              f"- Python {info['python']}, NumPy {info['numpy']}, {info['platform']}"]

@@ -118,19 +118,23 @@ def submit_run(model_path: str | os.PathLike, test_path: str | os.PathLike, out_
 
         model_file = Path(onnx_path)
         labels, meta = predict_test_onnx(model_file, test_path, tta)
+        used_tta = bool(meta.get("tta", False))
     else:
         model_file = resolve_model(model_path)
         model = Model.load(model_file)
         if tta is not None:
             model.config.tta = tta
         labels, meta = predict_test(model, test_path), model.meta
+        used_tta = bool(model.config.tta)
     sample = sample_path if sample_path and Path(sample_path).exists() else None
     out_path = Path(out_path)
     write_submission(labels, out_path, sample)
     run_id = meta.get("run_id", "unknown")
     write_submission(labels, out_path.with_name(f"{out_path.stem}-{run_id}.csv"), sample)
     with atomic_open(out_path.with_suffix(".json"), "w") as handle:
-        json.dump({**meta, "model": str(model_file), "rows": int(len(labels))}, handle, indent=2)
+        # test and tta let `make report` find and predict these test rows again (its least-sure rows)
+        json.dump({**meta, "model": str(model_file), "rows": int(len(labels)), "test": str(test_path),
+                   "tta": used_tta}, handle, indent=2)
     counts = np.bincount(labels, minlength=10).tolist()
     log(f"model {model_file} (run {run_id}, val acc {meta.get('val_accuracy')})")
     log(f"wrote {out_path} ({len(labels)} rows{', matches ' + str(sample) if sample else ''}); "

@@ -21,6 +21,7 @@ from .config import Config
 from .console import log
 from .data import class_counts, load_split
 from .errors import KitError
+from .measure import machine_summary
 from .metrics import score, validation_metrics
 from .network import Model, Network, build_network
 from .optim import OPTIMIZERS, SCHEDULES
@@ -401,6 +402,8 @@ def finish_run(config: Config, run_dir: Path, trained: Trained, n_train: int, y_
         "interrupted": trained.interrupted,
         "members": trained.member_metrics,
         "blas_threads": blas_threads,
+        # the report's machine table
+        "machine": machine_summary(),
     }
     if trained.val_probs:
         metrics.update(validation_metrics(np.mean(trained.val_probs, axis=0), y_val))

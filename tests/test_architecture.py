@@ -11,14 +11,14 @@ KIT = Path(__file__).resolve().parent.parent / "kit"
 # Lowest first: the order in which data reaches each module.
 TIERS = [
     {"errors", "files", "console", "blas"},
-    {"data", "measure"},
-    {"metrics", "layers", "losses", "optim", "augment"},
+    {"data", "measure", "runs_table"},
+    {"metrics", "layers", "losses", "optim", "augment", "report_plots"},
     {"config"},
     {"network"},
     {"runs"},
     {"train"},
     {"onnx_predict"},
-    {"parallel", "submit"},
+    {"parallel", "submit", "report"},
     {"archive", "kaggle_auth", "kaggle_client", "export"},
     {"kaggle_io", "demo", "onnx_bench"},
     {"bench"},
