@@ -676,3 +676,23 @@ def test_the_sign_in_at_import_is_bounded_by_the_timeout(fake, tmp_path):
     assert "did not answer within 0.5 s while signing in to Kaggle" in line
     assert fake.endpoints() == ["IntrospectToken"]  # the kit stopped during the import, before its own sign-in
     assert not (work / "data").exists()
+
+
+def test_make_runs_shows_the_public_score_an_upload_recorded(fake, env_for, tmp_path, capsys):
+    """train -> submit -> upload (fake Kaggle) -> runs: the run's row carries the score Kaggle returned."""
+    from synthetic import write_competition
+
+    from kit.cli import main
+
+    data = write_competition(tmp_path / "data", n_train=200, n_test=30)
+    models, subs = tmp_path / "models", tmp_path / "submissions"
+    assert main(["train", "--train", str(data / "train.csv"), "--model-dir", str(models), "--preset", "reference",
+                 "--epochs", "1", "--hidden", "8", "--report", "0"]) == 0
+    run_id = (models / "latest").resolve().name
+    assert main(["submit", "--model", str(models), "--test", str(data / "test.csv"),
+                 "--sample", str(data / "sample_submission.csv"), "--out", str(subs / "submission.csv")]) == 0
+    assert main(["upload", "--file", str(subs / "submission.csv"), "--wait", "5", "--data-dir", str(data)]) == 0
+    capsys.readouterr()
+    assert main(["runs", "--models", str(models), "--uploads", str(subs / "history.csv")]) == 0
+    (row,) = [line for line in capsys.readouterr().out.splitlines() if run_id in line]
+    assert SCORE in row
