@@ -48,6 +48,9 @@ SEEDS ?= 3
 PRESETS ?= reference,default,best
 PART ?= all
 JOBS ?= 1
+# make serve
+HOST ?= 127.0.0.1
+PORT ?= 8000
 
 opt = $(if $(strip $(2)),$(1) $(2))
 TRAIN_FLAGS = --preset $(PRESET) $(call opt,--epochs,$(EPOCHS)) $(call opt,--lr,$(LR)) \
@@ -59,7 +62,7 @@ TRAIN_FLAGS = --preset $(PRESET) $(call opt,--epochs,$(EPOCHS)) $(call opt,--lr,
 	$(call opt,--refit,$(REFIT)) $(call opt,--ensemble,$(ENSEMBLE)) $(call opt,--tta,$(TTA)) \
 	$(call opt,--seed,$(SEED)) $(call opt,--val-fraction,$(VAL_FRACTION)) $(call opt,--threads,$(THREADS))
 
-.PHONY: help venv demo data train submit validate upload check test bench clean
+.PHONY: help venv demo data train submit validate upload check test bench serve clean
 
 help: ## list the targets and the variables they take
 	@echo "Digit Recognizer kit — targets:"
@@ -72,7 +75,8 @@ help: ## list the targets and the variables they take
 	@echo "  ENSEMBLE= TTA=0|1 SEED= VAL_FRACTION= THREADS=0(auto)|1|2"
 	@echo "  TRAIN=$(TRAIN) TEST=$(TEST) MODEL=$(MODEL) OUT=$(OUT)"
 	@echo "  make data: COMPETITION=$(COMPETITION) FORCE=1 ZIP=path.zip   make upload: FILE=$(FILE) MESSAGE= WAIT=$(WAIT)"
-	@echo "  make bench: PART=speed|accuracy|all SEEDS=$(SEEDS) PRESETS=$(PRESETS) JOBS=$(JOBS)"
+	@echo "  make serve: MODEL=$(MODEL) HOST=$(HOST) PORT=$(PORT)"
+	@echo "  make bench: PART=speed|accuracy|all|serve SEEDS=$(SEEDS) PRESETS=$(PRESETS) JOBS=$(JOBS)"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -108,6 +112,9 @@ test: $(STAMP) ## run the test suite (offline, no credentials needed)
 
 bench: $(STAMP) ## measure speed and accuracy on data/train.csv; tables go to bench/
 	$(KIT) bench --train $(TRAIN) --part $(PART) --seeds $(SEEDS) --presets $(PRESETS) --jobs $(JOBS)
+
+serve: $(STAMP) ## a web page to draw digits on, read by the latest run (or MODEL=); Ctrl-C stops
+	$(KIT) serve --model $(MODEL) --host $(HOST) --port $(PORT)
 
 clean: ## remove the virtual environment, caches and the demo's files (not data/, models/ or submissions/)
 	rm -rf $(VENV) .pytest_cache data/.cache data/demo models/demo submissions/demo
