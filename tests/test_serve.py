@@ -297,3 +297,17 @@ def test_kit_serve_says_in_one_line_what_is_missing(tmp_path, setup, words):
     lines = out.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], out
     assert "serving" not in out
+
+
+def test_serve_bench_measures_and_writes_its_tables(tmp_path):
+    from kit.serve_bench import run_serve_bench
+
+    result = run_serve_bench(tmp_path, clients=4, per_client=5, seconds=0.2)
+    for preset in ("default", "best"):
+        times = result["predict"][preset]
+        assert times["n"] >= 20 and 0 < times["min_ms"] <= times["median_ms"] <= times["max_ms"]
+    load = result["load"]
+    assert load["requests"] == 20 and load["errors"] == 0 and load["p50_ms"] <= load["p99_ms"]
+    text = (tmp_path / "serve.md").read_text()
+    assert "4 concurrent clients × 5 requests" in text
+    assert json.loads((tmp_path / "serve.json").read_text())["load"]["requests"] == 20
