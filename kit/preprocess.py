@@ -16,6 +16,7 @@ or too large; its exceptions carry the HTTP status the server answers with.
 from __future__ import annotations
 
 import io
+import math
 import warnings
 
 import numpy as np
@@ -30,6 +31,7 @@ INK_THRESHOLD = 0.25  # share of the strongest ink a pixel needs to count for th
 MIN_ELONGATION = 1.5  # bounding box longest side / stroke width below this is a dot, not a digit
 MIN_SIDE = 8  # decoded images smaller than this on a side are refused...
 MAX_SIDE = 4096  # ...and larger than this (checked before decoding: no decompression bombs)
+WORK_SIDE = 560  # larger decoded images are box-reduced to at most this on their longest side
 FORMATS = ("PNG", "JPEG", "GIF", "WEBP", "BMP")
 
 
@@ -43,6 +45,7 @@ class ImageProblem(KitError):
 
 def decode_image(data: bytes) -> np.ndarray:
     """Image file bytes -> (height, width) uint8 grayscale, dark ink on light paper or the reverse.
+    Images over WORK_SIDE pixels on a side come back box-reduced by an integer factor.
 
     Transparent pixels become paper: the background is the opposite of the opaque pixels' mean
     brightness, so black strokes on a transparent canvas and white strokes on one both work.
@@ -69,22 +72,29 @@ def decode_image(data: bytes) -> np.ndarray:
             image.load()
             image = ImageOps.exif_transpose(image)  # phone photos: upright as shown
             if image.mode in ("RGBA", "LA", "PA", "P") and (image.mode != "P" or "transparency" in image.info):
-                return _flatten_alpha(np.asarray(image.convert("RGBA")))
-            return np.asarray(image.convert("L"), dtype=np.uint8).copy()
+                gray = _flatten_alpha(image.convert("RGBA"))
+            else:
+                gray = image.convert("L")
+            if max(gray.size) > WORK_SIDE:  # a 20-pixel box needs no more: box-average by an integer factor
+                gray = gray.reduce(math.ceil(max(gray.size) / WORK_SIDE))
+            return np.asarray(gray, dtype=np.uint8).copy()
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombWarning,
             Image.DecompressionBombError) as error:
         raise ImageProblem(f"could not decode the {image.format or ''} image: {_one_line(error)}") from None
 
 
-def _flatten_alpha(rgba: np.ndarray) -> np.ndarray:
-    """(h, w, 4) uint8 -> (h, w) uint8 gray, transparent parts painted as the paper."""
-    rgb = rgba[..., :3].astype(np.float32)
-    alpha = rgba[..., 3].astype(np.float32) / 255.0
-    gray = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    weight = alpha.sum()
-    ink_brightness = float((gray * alpha).sum() / weight) if weight > 0 else 0.0
-    paper = 255.0 if ink_brightness < 128 else 0.0
-    return np.rint(gray * alpha + paper * (1.0 - alpha)).astype(np.uint8)
+def _flatten_alpha(rgba):
+    """An RGBA Pillow image -> an "L" image with the transparent parts painted as paper: white
+    when the opaque pixels are dark on average, black when they are light."""
+    from PIL import Image, ImageStat
+
+    alpha = rgba.getchannel("A")
+    gray = rgba.convert("L")  # ignores alpha
+    if alpha.getbbox() is None:  # nothing opaque at all
+        return Image.new("L", rgba.size, 255)
+    ink_brightness = ImageStat.Stat(gray, mask=alpha.point(lambda a: 255 if a else 0)).mean[0]
+    paper = Image.new("L", rgba.size, 255 if ink_brightness < 128 else 0)
+    return Image.composite(gray, paper, alpha)
 
 
 def _one_line(error: object, limit: int = 160) -> str:

@@ -9,7 +9,7 @@
    each sending 50 PNG predictions over a kept-alive connection (1,600 requests, then it stops):
    requests per second, p50/p99 latency as the client sees it, errors.
 
-The input is a 420x420 PNG of a drawn 7 (the page's canvas on a desktop screen). Only the
+The input is a 280x280 RGBA PNG of a drawn 7, what the page sends. Only the
 standard library's http.client is used on the client side.
 """
 
@@ -38,7 +38,7 @@ from .network import Model, build_network
 SERVE_MD, SERVE_JSON = "serve.md", "serve.json"
 TARGETS_MS = {"default": 5.0, "best": 50.0}  # median server-side ms per prediction (the issue's targets)
 CLIENTS, REQUESTS_PER_CLIENT = 32, 50
-CANVAS = 420
+CANVAS = 280  # the page sends its drawing at this size
 
 
 def drawn_digit_png(side: int = CANVAS) -> bytes:
@@ -51,7 +51,7 @@ def drawn_digit_png(side: int = CANVAS) -> bytes:
     width = int(0.075 * side)
     pen.line([(x * side, y * side) for x, y in points], fill=0, width=width, joint="curve")
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
+    image.convert("RGBA").save(buffer, format="PNG")  # a browser canvas is RGBA
     return buffer.getvalue()
 
 
@@ -188,7 +188,7 @@ def serve_bench(clients: int = CLIENTS, per_client: int = REQUESTS_PER_CLIENT, s
 
 def serve_markdown(result: dict) -> str:
     lines = ["# `make serve` speed", "", f"Measured {result['date']} by `make bench PART=serve`; input: "
-             f"{result['image']} (a drawn 7). Untrained networks of each preset's shape (the time does "
+             f"{result['image']} (a drawn 7, as the page sends it). Untrained networks of each preset's shape (the time does "
              "not depend on the weights).", "", *describe_machine(result["machine"]),
              f"- load average before / after: {result['load_before']} / {result['load_after']}",
              "- predictions with 1 BLAS thread, as `kit serve` runs them (one image per call)", "",
