@@ -22,28 +22,12 @@ import pytest
 from PIL import Image
 
 from kit.data import to_float
-from kit.preprocess import resample_matrix
 from kit.serve import BackgroundServer, create_app
+from served_model import drawn_png, png
 
 pytestmark = pytest.mark.slow  # a server per module, subprocesses
 ROOT = Path(__file__).resolve().parent.parent
 IMAGE = {"Content-Type": "image/png"}
-
-
-def drawn_png(row: np.ndarray, scale: int = 7, top: int = 20, left: int = 60) -> bytes:
-    """A 28x28 row drawn big and off-centre as dark ink on a white 280 x 280 canvas, as PNG."""
-    side = 28 * scale
-    big = resample_matrix(28, side) @ row.reshape(28, 28).astype(np.float32) @ resample_matrix(28, side).T
-    canvas = np.zeros((280, 280), dtype=np.float32)
-    canvas[top:top + side, left:left + side] = big
-    image = 255 - np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
-    return png(image)
-
-
-def png(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")

@@ -210,3 +210,24 @@ def test_the_page_before_drawing_and_after_a_mere_dot(browser, page):
     assert shown_label(driver) == "?"
     assert "Draw a digit" in driver.find_element("id", "confidence").text
     assert not console_errors(driver)
+
+
+def test_choosing_an_image_file_predicts_it(browser, page, ten_digits, tmp_path):
+    """The page's "Open image…" input: the file is shown on the square and sent as it is."""
+    import httpx
+    from selenium.webdriver.support.ui import WebDriverWait
+    from served_model import drawn_png
+
+    rows, _ = ten_digits
+    image = drawn_png(rows[4], scale=6, top=100, left=20)
+    path = tmp_path / "four.png"
+    path.write_bytes(image)
+    expected = httpx.post(page + "api/predict", content=image, headers={"Content-Type": "image/png"}).json()
+    driver = browser(1280, 900)
+    driver.get(page)
+    WebDriverWait(driver, 30).until(lambda d: "validation accuracy" in d.find_element("id", "model").text)
+    driver.find_element("id", "file").send_keys(str(path))
+    assert shown_label(driver) == str(expected["label"])
+    assert seen_ink(driver) == sum(expected["pixels"])  # the 28x28 preview is the server's image
+    driver.save_screenshot(str(tmp_path / "file.png"))
+    assert not console_errors(driver)
