@@ -48,6 +48,7 @@ MAX_BODY_BYTES = 1_000_000
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp")
 DEMO_MODELS = Path("models/demo")  # where `make demo` saves its run
 BLANK_MESSAGE = "draw a digit"
+DECODE_SLOTS = 4
 
 
 # --------------------------------------------------------------------------- the model
@@ -60,6 +61,9 @@ class ServedModel:
     def __init__(self, model: Model) -> None:
         self.model = model
         self.lock = threading.Lock()
+        # at most this many images decoded at once: a 4096x4096 PNG takes 67 MB while it is decoded,
+        # and two cores gain nothing from more
+        self.decoding = threading.BoundedSemaphore(DECODE_SLOTS)
         self.predict(np.zeros(N_PIXELS, dtype=np.uint8))  # warm up: the first call allocates
 
     def info(self) -> dict:
@@ -87,7 +91,9 @@ class ServedModel:
                 "pixels": pixels.ravel().tolist(), "ms": _ms_since(started)}
 
     def from_image(self, data: bytes, started: float) -> dict:
-        return self.answer(to_mnist(decode_image(data)), started)
+        with self.decoding:
+            pixels = to_mnist(decode_image(data))
+        return self.answer(pixels, started)
 
     def from_pixels(self, values: list[float], preprocess: bool, started: float) -> dict:
         pixels = np.rint(np.asarray(values, dtype=np.float64)).astype(np.uint8)
@@ -319,8 +325,6 @@ def create_app(model: Model, max_body_bytes: int = MAX_BODY_BYTES):
                                            "multipart/form-data (field image) or application/json")
         except ImageProblem as problem:
             return error_response(problem.status, str(problem))
-        except BodyTooLarge:
-            raise
         headers = {"Server-Timing": f"predict;dur={answer['ms']}"}
         return JSONResponse(answer, headers=headers)
 
@@ -337,6 +341,8 @@ def create_app(model: Model, max_body_bytes: int = MAX_BODY_BYTES):
 
         try:
             return json.loads(body, parse_constant=no_constants)
+        except RecursionError:
+            raise ImageProblem("malformed JSON: nested too deeply", status=400) from None
         except (UnicodeDecodeError, ValueError) as error:
             raise ImageProblem(f"malformed JSON: {one_line(error)}", status=400) from None
 

@@ -167,3 +167,14 @@ def test_resample_matrix_keeps_mass_and_constant_images():
         assert m.shape == (n_out, n_in)
         assert np.allclose(m.sum(axis=1), 1.0)
         assert np.allclose(m @ np.full(n_in, 9.0, np.float32), 9.0)
+
+
+def test_a_large_photo_is_read_at_working_size_like_a_small_one():
+    canvas = np.full((2400, 1800), 235, dtype=np.uint8)  # grey paper
+    canvas[600:1800, 800:950] = 30  # a thick dark "1"
+    buffer = io.BytesIO()
+    Image.fromarray(canvas).save(buffer, format="JPEG", quality=85)
+    gray = decode_image(buffer.getvalue())
+    assert max(gray.shape) <= 560 and gray.shape[0] / gray.shape[1] == pytest.approx(2400 / 1800, rel=0.02)
+    small = np.asarray(Image.fromarray(canvas).resize((450, 600), Image.Resampling.BOX))
+    assert np.abs(to_mnist(gray).astype(int) - to_mnist(small).astype(int)).mean() < 8
