@@ -62,32 +62,37 @@ def untrained_model(preset: str) -> Model:
     return Model(config, members, {"run_id": f"untrained-{preset}", "preset": preset, "val_accuracy": None})
 
 
-def prediction_times(model: Model, image: bytes, seconds: float = 3.0, max_calls: int = 500) -> dict:
-    """Milliseconds per server-side prediction (decode + preprocess + forward), and its parts."""
+def prediction_times(models: dict[str, Model], image: bytes, seconds: float = 6.0, max_rounds: int = 500) -> dict:
+    """Milliseconds per server-side prediction (decode + preprocess + forward) of each model, and
+    its parts. The models take turns call by call, so both see the same machine load."""
     from .data import to_float
     from .preprocess import decode_image, to_mnist
     from .serve import ServedModel
 
-    served = ServedModel(model)
-    totals, decode, preprocess, forward = [], [], [], []
+    served = {name: ServedModel(model) for name, model in models.items()}
+    times = {name: {"total": [], "decode": [], "preprocess": [], "forward": []} for name in models}
     deadline = time.perf_counter() + seconds
-    while len(totals) < max_calls and (time.perf_counter() < deadline or len(totals) < 20):
-        t0 = time.perf_counter()
-        gray = decode_image(image)
-        t1 = time.perf_counter()
-        pixels = to_mnist(gray)
-        t2 = time.perf_counter()
-        model.predict_proba(to_float(pixels.reshape(1, -1)))
-        t3 = time.perf_counter()
-        started = time.perf_counter()
-        served.from_image(image, started)  # exactly what POST /api/predict runs
-        totals.append((time.perf_counter() - started) * 1000)
-        decode.append((t1 - t0) * 1000)
-        preprocess.append((t2 - t1) * 1000)
-        forward.append((t3 - t2) * 1000)
+    rounds = 0
+    while rounds < max_rounds and (time.perf_counter() < deadline or rounds < 20):
+        rounds += 1
+        for name, model in models.items():
+            t0 = time.perf_counter()
+            gray = decode_image(image)
+            t1 = time.perf_counter()
+            pixels = to_mnist(gray)
+            t2 = time.perf_counter()
+            model.predict_proba(to_float(pixels.reshape(1, -1)))
+            t3 = time.perf_counter()
+            served[name].from_image(image, t3)  # exactly what POST /api/predict runs
+            t4 = time.perf_counter()
+            for part, seconds_taken in (("decode", t1 - t0), ("preprocess", t2 - t1), ("forward", t3 - t2),
+                                        ("total", t4 - t3)):
+                times[name][part].append(seconds_taken * 1000)
     med = statistics.median
-    return {"n": len(totals), "median_ms": med(totals), "min_ms": min(totals), "max_ms": max(totals),
-            "decode_ms": med(decode), "preprocess_ms": med(preprocess), "forward_ms": med(forward)}
+    return {name: {"n": len(t["total"]), "median_ms": med(t["total"]), "min_ms": min(t["total"]),
+                   "max_ms": max(t["total"]), "decode_ms": med(t["decode"]),
+                   "preprocess_ms": med(t["preprocess"]), "forward_ms": med(t["forward"])}
+            for name, t in times.items()}
 
 
 def start_server(model_file: Path) -> tuple[subprocess.Popen, str]:
@@ -157,7 +162,7 @@ def load_test(url: str, image: bytes, clients: int = CLIENTS, per_client: int = 
             "max_ms": ordered[-1]}
 
 
-def serve_bench(clients: int = CLIENTS, per_client: int = REQUESTS_PER_CLIENT, seconds: float = 3.0) -> dict:
+def serve_bench(clients: int = CLIENTS, per_client: int = REQUESTS_PER_CLIENT, seconds: float = 6.0) -> dict:
     """Both measurements; returns what bench/serve.json holds."""
     from .blas import limit_blas
 
@@ -165,10 +170,9 @@ def serve_bench(clients: int = CLIENTS, per_client: int = REQUESTS_PER_CLIENT, s
     result = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine_info(),
               "load_before": load_average(), "image": f"{CANVAS}x{CANVAS} PNG, {len(image)} bytes", "predict": {}}
     with limit_blas(1):  # as `kit serve` runs
-        for preset in ("default", "best"):
-            model = untrained_model(preset)
-            log(f"serve bench: server-side prediction time, {preset} preset ({len(model.members)} member(s))")
-            result["predict"][preset] = prediction_times(model, image, seconds=seconds)
+        log("serve bench: server-side prediction time, default and best presets, call by call in turn")
+        result["predict"] = prediction_times({preset: untrained_model(preset) for preset in ("default", "best")},
+                                             image, seconds=seconds)
     with tempfile.TemporaryDirectory(prefix="kit-serve-bench-") as folder:
         model_file = Path(folder) / "model.npz"
         untrained_model("default").save(model_file)
@@ -189,7 +193,7 @@ def serve_bench(clients: int = CLIENTS, per_client: int = REQUESTS_PER_CLIENT, s
 def serve_markdown(result: dict) -> str:
     lines = ["# `make serve` speed", "", f"Measured {result['date']} by `make bench PART=serve`; input: "
              f"{result['image']} (a drawn 7, as the page sends it). Untrained networks of each preset's shape (the time does "
-             "not depend on the weights).", "", *describe_machine(result["machine"]),
+             "not depend on the weights); the two take turns call by call.", "", *describe_machine(result["machine"]),
              f"- load average before / after: {result['load_before']} / {result['load_after']}",
              "- predictions with 1 BLAS thread, as `kit serve` runs them (one image per call)", "",
              "| server-side prediction (decode + preprocess + forward) | median | min–max | parts: decode / "
@@ -211,7 +215,7 @@ def serve_markdown(result: dict) -> str:
 
 
 def run_serve_bench(out: Path, clients: int = CLIENTS, per_client: int = REQUESTS_PER_CLIENT,
-                    seconds: float = 3.0) -> dict:
+                    seconds: float = 6.0) -> dict:
     result = serve_bench(clients, per_client, seconds)
     text = serve_markdown(result)
     write(out, SERVE_JSON, json.dumps(result, indent=2) + "\n")
