@@ -78,6 +78,7 @@ def test_a_lone_dot_is_not_a_digit():
     assert to_mnist(canvas) is not None
 
 
+@pytest.mark.slow  # trains the sample model (a few seconds) unless another test already did
 def test_real_rows_stay_real_rows(sample_model):
     """Train.csv rows already are MNIST-shaped: preprocessing them changes little."""
     rows = sample_model.x_val[:200]
@@ -97,6 +98,7 @@ def paint(row: np.ndarray, scale: int, top: int, left: int, invert: bool) -> np.
     return 255 - canvas if invert else canvas
 
 
+@pytest.mark.slow
 def test_preprocessing_accuracy_on_real_digits_drawn_big_and_off_centre(sample_model):
     """The model reads the sample's validation digits, painted x5..x9 at random places on a
     280 x 280 canvas (every other one dark on light) and preprocessed, within 1.5 percentage
@@ -152,6 +154,7 @@ def test_decoding_refuses_with_one_line(data, words):
     assert words in message and "\n" not in message and caught.value.status == 422
 
 
+@pytest.mark.slow  # makes a 100-megapixel image
 def test_a_huge_image_is_refused_before_it_is_decoded():
     # 10,000 x 10,000 black pixels compress to ~100 kB; decoding them would take 100 MB
     image = Image.new("L", (10_000, 10_000))
