@@ -37,10 +37,13 @@ given = $(if $(filter-out file default undefined,$(origin $(1))),$(2) $($(1)))
 REPORT ?=
 MODELS ?= models
 UPLOADS ?= submissions/history.csv
+# make serve
+HOST ?= 127.0.0.1
+PORT ?= 8000
 
 opt = $(if $(strip $(2)),$(1) $(2))
 
-.PHONY: help venv demo data train submit validate upload check test test-fast bench clean export report runs
+.PHONY: help venv demo data train submit validate upload check test test-fast bench serve clean export report runs
 
 help: ## list the targets and the variables they take
 	@echo "Digit Recognizer kit — targets:"
@@ -50,7 +53,8 @@ help: ## list the targets and the variables they take
 	@echo "make data: COMPETITION=$(COMPETITION) FORCE=1 ZIP=path.zip   make upload: FILE=$(FILE) MESSAGE= WAIT=$(WAIT)"
 	@echo "make export: MODEL= OUT=models/<run>/model.onnx QUANTIZE=1   make submit: ONNX=path/model.onnx"
 	@echo "make train: REPORT=0 (no report)   make report: MODEL=   make runs: MODELS=$(MODELS) UPLOADS=$(UPLOADS)"
-	@echo "make bench: PART=speed|accuracy|onnx|all SEEDS=$(SEEDS) PRESETS=$(PRESETS) JOBS=$(JOBS)   make demo: EPOCHS= SEED="
+	@echo "make serve: MODEL=$(MODEL) HOST=$(HOST) PORT=$(PORT)"
+	@echo "make bench: PART=speed|accuracy|all|onnx|serve SEEDS=$(SEEDS) PRESETS=$(PRESETS) JOBS=$(JOBS)   make demo: EPOCHS= SEED="
 	@echo ""
 	@if [ -x $(BIN)/python ]; then $(KIT) config --make-help; \
 	else echo "Hyperparameters: run \`make venv\` and \`make help\` again to list them (or see README.md)."; fi
@@ -102,6 +106,9 @@ test-fast: $(STAMP) ## the tests without subprocesses, parallel runs, the bench,
 
 bench: $(STAMP) ## measure speed and accuracy on data/train.csv; tables go to bench/
 	$(KIT) bench --train $(TRAIN) --part $(PART) --seeds $(SEEDS) --presets $(PRESETS) --jobs $(JOBS) $(call given,MODEL,--model)
+
+serve: $(STAMP) ## a web page to draw digits on, read by the latest run (or MODEL=); Ctrl-C stops
+	$(KIT) serve --model $(MODEL) --host $(HOST) --port $(PORT)
 
 clean: ## remove the virtual environment, caches and the demo's files (not data/, models/ or submissions/)
 	rm -rf $(VENV) .pytest_cache data/.cache data/demo models/demo submissions/demo

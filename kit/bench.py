@@ -432,6 +432,10 @@ def run_bench(args, sizes: SpeedSizes | None = None, accuracy_epochs: int | None
     (comma-separated), args.out (folder); optional args.jobs (parallel accuracy runs)."""
     from .errors import KitError
 
+    if args.part == "serve":  # `make serve`'s speed and load (kit/serve_bench.py); needs no train.csv
+        from .serve_bench import run_serve_bench
+
+        return {"serve": run_serve_bench(Path(getattr(args, "out", "bench") or "bench"))}
     train_path = Path(args.train)
     if not train_path.is_file():
         raise KitError(f"{train_path}: file not found; run `make data` first (the bench needs the competition's train.csv)")

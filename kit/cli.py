@@ -1,4 +1,5 @@
-"""The `kit` command line: train, submit, validate, demo, data, upload, check, bench, export, report, runs.
+"""The `kit` command line: train, submit, validate, demo, data, upload, check, bench, export, report,
+runs, serve, config.
 
 Every KitError becomes one line on stderr and exit code 2; Ctrl-C exits 130 after the run in
 progress has saved its best epoch.
@@ -121,9 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", nargs="?", default="submissions/submission.csv")
     p.add_argument("--sample", default="data/sample_submission.csv")
 
+    p = sub.add_parser("serve", help="a web page to draw digits on and watch the model read them, and a JSON API")
+    p.add_argument("--model", default="models", help="run folder, model.npz, or models/ for the latest run "
+                   "(falls back to models/demo)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+
     p = sub.add_parser("bench", help="benchmark speed and accuracy; prints tables and writes bench/")
     p.add_argument("--train", default="data/train.csv")
-    p.add_argument("--part", choices=["speed", "accuracy", "all", "onnx"], default="all")
+    p.add_argument("--part", choices=["speed", "accuracy", "all", "onnx", "serve"], default="all")
     p.add_argument("--model", default="models", help="onnx part: the run to export and time (default: latest)")
     p.add_argument("--seeds", type=int, default=3, help="seeds for the default preset's accuracy")
     p.add_argument("--presets", default="reference,default,best", help="presets to train in the accuracy part")
@@ -249,6 +256,13 @@ def cmd_config(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from .serve import run_server
+
+    run_server(args.model, args.host, args.port)
+    return 0
+
+
 def cmd_bench(args) -> int:
     from .bench import run_bench
 
@@ -259,5 +273,5 @@ def cmd_bench(args) -> int:
 COMMANDS = {
     "train": cmd_train, "submit": cmd_submit, "validate": cmd_validate, "demo": cmd_demo, "data": cmd_data,
     "upload": cmd_upload, "check": cmd_check, "bench": cmd_bench, "config": cmd_config, "export": cmd_export,
-    "report": cmd_report, "runs": cmd_runs,
+    "report": cmd_report, "runs": cmd_runs, "serve": cmd_serve,
 }

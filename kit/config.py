@@ -253,6 +253,28 @@ def make_help() -> str:
     return "\n".join(lines) + "\n"
 
 
+def describe(config: Config) -> str:
+    """One line: the network's shape and how it trains, e.g. '784-128-64-10, sgd lr 0.01 (constant), ...'."""
+    if config.arch == "cnn":
+        per_block = f"x{config.convs_per_block}" if config.convs_per_block > 1 else ""
+        shape = f"cnn conv{list(config.conv_channels)}{per_block} dense{list(config.hidden)}"
+    else:
+        shape = "784-" + "-".join(str(h) for h in config.hidden) + "-10"
+    extras = [f"{config.optimizer} lr {config.lr} ({config.schedule})", f"batch {config.batch_size}",
+              f"{config.epochs} epochs", f"seed {config.seed}"]
+    if config.augment:
+        extras.append("augment")
+    if config.dropout:
+        extras.append(f"dropout {config.dropout}")
+    if config.batch_norm:
+        extras.append("batch norm")
+    if config.ensemble > 1:
+        extras.append(f"ensemble {config.ensemble}")
+    if config.refit:
+        extras.append("refit")
+    return shape + ", " + ", ".join(extras)
+
+
 def parse_int_tuple(text: str, name: str) -> tuple[int, ...]:
     """'128,64' or '128-64' or '128 64' -> (128, 64); used for HIDDEN= and CHANNELS=."""
     parts = [p for p in text.replace("-", ",").replace(" ", ",").split(",") if p]

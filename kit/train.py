@@ -17,7 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .blas import blas_threads_now, limit_blas
-from .config import Config
+from .config import Config, describe
 from .console import log
 from .data import class_counts, load_split
 from .errors import KitError
@@ -418,25 +418,3 @@ def finish_run(config: Config, run_dir: Path, trained: Trained, n_train: int, y_
     if trained.interrupted:
         raise KeyboardInterrupt  # the CLI turns this into exit 130 after the run is safely saved
     return run_dir
-
-
-def describe(config: Config) -> str:
-    if config.arch == "cnn":
-        shape = f"cnn conv{list(config.conv_channels)} dense{list(config.hidden)}"
-    else:
-        shape = "784-" + "-".join(str(h) for h in config.hidden) + "-10"
-    extras = [f"{config.optimizer} lr {config.lr} ({config.schedule})", f"batch {config.batch_size}",
-              f"{config.epochs} epochs", f"seed {config.seed}"]
-    if config.augment:
-        extras.append("augment")
-    if config.dropout:
-        extras.append(f"dropout {config.dropout}")
-    if config.batch_norm:
-        extras.append("batch norm")
-    if config.ensemble > 1:
-        extras.append(f"ensemble {config.ensemble}")
-    if config.refit:
-        extras.append("refit")
-    return shape + ", " + ", ".join(extras)
-
-

@@ -6,3 +6,4 @@ def pytest_configure(config):
 
 
 from browser import browser  # noqa: E402,F401  (the headless Chromium fixture)
+from served_model import sample_model  # noqa: E402,F401  (a small real model, trained once per session)

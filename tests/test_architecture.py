@@ -11,16 +11,16 @@ KIT = Path(__file__).resolve().parent.parent / "kit"
 # Lowest first: the order in which data reaches each module.
 TIERS = [
     {"errors", "files", "console", "blas"},
-    {"data", "measure", "runs_table"},
+    {"data", "measure", "runs_table", "preprocess"},
     {"metrics", "layers", "losses", "optim", "augment", "report_plots"},
     {"config"},
     {"network"},
     {"runs"},
     {"train"},
     {"onnx_predict"},
-    {"parallel", "submit", "report"},
+    {"parallel", "submit", "report", "serve"},
     {"archive", "kaggle_auth", "kaggle_client", "export"},
-    {"kaggle_io", "demo", "onnx_bench"},
+    {"kaggle_io", "demo", "onnx_bench", "serve_bench"},
     {"bench"},
     {"cli", "__main__"},
 ]
