@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -172,7 +173,7 @@ class Model:
             config = Config.from_dict(json.loads(str(arrays["config_json"])))
             meta = json.loads(str(arrays["meta_json"]))
             n_members = int(arrays["n_members"])
-        except (OSError, ValueError, KeyError) as error:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
             raise KitError(f"{path}: not a model file this kit can read ({error}); train again") from None
         rng = np.random.default_rng(0)  # weights are overwritten by the stored ones
         members = []

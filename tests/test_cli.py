@@ -198,3 +198,13 @@ def test_validate_refuses_a_run_without_validation_rows(competition, tmp_path, c
     assert main(["validate", "--model", str(models), "--train", str(competition / "train.csv")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "VAL_FRACTION=0" in err[0]
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 not really a zip", b"\x00" * 100])
+def test_a_broken_model_file_is_one_line(tmp_path, competition, capsys, content):
+    broken = tmp_path / "model.npz"
+    broken.write_bytes(content)
+    assert main(["submit", "--model", str(broken), "--test", str(competition / "test.csv"),
+                 "--out", str(tmp_path / "s.csv")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a model file this kit can read" in err[0]
