@@ -48,6 +48,8 @@ SEEDS ?= 3
 PRESETS ?= reference,default,best
 PART ?= all
 JOBS ?= 1
+SPACE ?= sweeps/default-mlp.toml
+TRIALS ?=
 
 opt = $(if $(strip $(2)),$(1) $(2))
 TRAIN_FLAGS = --preset $(PRESET) $(call opt,--epochs,$(EPOCHS)) $(call opt,--lr,$(LR)) \
@@ -59,7 +61,7 @@ TRAIN_FLAGS = --preset $(PRESET) $(call opt,--epochs,$(EPOCHS)) $(call opt,--lr,
 	$(call opt,--refit,$(REFIT)) $(call opt,--ensemble,$(ENSEMBLE)) $(call opt,--tta,$(TTA)) \
 	$(call opt,--seed,$(SEED)) $(call opt,--val-fraction,$(VAL_FRACTION)) $(call opt,--threads,$(THREADS))
 
-.PHONY: help venv demo data train submit validate upload check test bench clean
+.PHONY: help venv demo data train submit validate upload check test bench sweep clean
 
 help: ## list the targets and the variables they take
 	@echo "Digit Recognizer kit — targets:"
@@ -72,7 +74,8 @@ help: ## list the targets and the variables they take
 	@echo "  ENSEMBLE= TTA=0|1 SEED= VAL_FRACTION= THREADS=0(auto)|1|2"
 	@echo "  TRAIN=$(TRAIN) TEST=$(TEST) MODEL=$(MODEL) OUT=$(OUT)"
 	@echo "  make data: COMPETITION=$(COMPETITION) FORCE=1 ZIP=path.zip   make upload: FILE=$(FILE) MESSAGE= WAIT=$(WAIT)"
-	@echo "  make bench: PART=speed|accuracy|all SEEDS=$(SEEDS) PRESETS=$(PRESETS) JOBS=$(JOBS)"
+	@echo "  make bench: PART=speed|accuracy|all|sweep SEEDS=$(SEEDS) PRESETS=$(PRESETS) JOBS=$(JOBS)"
+	@echo "  make sweep: SPACE=$(SPACE) TRIALS= JOBS=$(JOBS) PRESET= (the base); DASK_SCHEDULER=tcp://host:8786 for a cluster"
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -108,6 +111,9 @@ test: $(STAMP) ## run the test suite (offline, no credentials needed)
 
 bench: $(STAMP) ## measure speed and accuracy on data/train.csv; tables go to bench/
 	$(KIT) bench --train $(TRAIN) --part $(PART) --seeds $(SEEDS) --presets $(PRESETS) --jobs $(JOBS)
+
+sweep: $(STAMP) ## train one run per trial of SPACE= (JOBS= processes, or DASK_SCHEDULER=), rank them; resumes
+	$(KIT) sweep --train $(TRAIN) --space $(SPACE) $(call opt,--trials,$(TRIALS)) --jobs $(JOBS) $(TRAIN_FLAGS)
 
 clean: ## remove the virtual environment, caches and the demo's files (not data/, models/ or submissions/)
 	rm -rf $(VENV) .pytest_cache data/.cache data/demo models/demo submissions/demo

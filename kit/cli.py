@@ -1,4 +1,4 @@
-"""The `kit` command line: train, submit, validate, demo, data, upload, check, bench.
+"""The `kit` command line: train, submit, validate, demo, data, upload, check, bench, sweep.
 
 Every KitError becomes one line on stderr and exit code 2; Ctrl-C exits 130 after the run in
 progress has saved its best epoch.
@@ -7,6 +7,7 @@ progress has saved its best epoch.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -107,9 +108,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", nargs="?", default="submissions/submission.csv")
     p.add_argument("--sample", default="data/sample_submission.csv")
 
+    p = sub.add_parser("sweep", help="train one run per trial of a search space (local processes or a Dask "
+                       "cluster), rank them; resumes")
+    p.add_argument("--space", default="sweeps/default-mlp.toml", help="the space file (.toml or .json)")
+    p.add_argument("--trials", type=int, help="trials to run (default: the space file's, or its whole grid)")
+    p.add_argument("--jobs", type=int, default=1, help="local trials trained at once in processes (default 1)")
+    p.add_argument("--scheduler", default=os.environ.get("DASK_SCHEDULER") or None,
+                   help="a Dask scheduler, e.g. tcp://host:8786: its workers train the trials "
+                        "(default: $DASK_SCHEDULER; unset: local processes)")
+    p.add_argument("--train", default="data/train.csv", help="training CSV (default: data/train.csv)")
+    p.add_argument("--model-dir", default="models", help="where the trials' runs are saved (default: models)")
+    p.add_argument("--sweep-dir", default="sweeps", help="where the sweep's folder goes (default: sweeps)")
+    _add_training_flags(p)
+
     p = sub.add_parser("bench", help="benchmark speed and accuracy; prints tables and writes bench/")
     p.add_argument("--train", default="data/train.csv")
-    p.add_argument("--part", choices=["speed", "accuracy", "all"], default="all")
+    p.add_argument("--part", choices=["speed", "accuracy", "all", "sweep"], default="all",
+                   help="all = speed and accuracy; sweep (8 short trials: one by one, 2 processes, a 2-worker "
+                        "Dask cluster) only on its own")
     p.add_argument("--seeds", type=int, default=3, help="seeds for the default preset's accuracy")
     p.add_argument("--presets", default="reference,default,best", help="presets to train in the accuracy part")
     p.add_argument("--jobs", type=int, default=1, help="accuracy runs trained at once in processes (default 1: "
@@ -120,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in ("train", "submit", "validate", "demo", "bench"):
+    if args.command in ("train", "submit", "validate", "demo", "bench", "sweep"):
         from .blas import cap_blas_threads
 
         cap_blas_threads()  # no more BLAS threads than cores (a container's quota included)
@@ -192,7 +208,19 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from .sweep import run_sweep
+
+    base = config_from_args(args)
+    preset = make_config(args.preset)
+    overrides = {name: getattr(base, name) for name in base.to_dict()
+                 if getattr(base, name) != getattr(preset, name)}  # what the command line changed
+    run_sweep(args.space, args.preset, overrides, args.train, args.model_dir, args.sweep_dir,
+              n_trials=args.trials, n_jobs=args.jobs, scheduler=args.scheduler)
+    return 0
+
+
 COMMANDS = {
     "train": cmd_train, "submit": cmd_submit, "validate": cmd_validate, "demo": cmd_demo, "data": cmd_data,
-    "upload": cmd_upload, "check": cmd_check, "bench": cmd_bench,
+    "upload": cmd_upload, "check": cmd_check, "bench": cmd_bench, "sweep": cmd_sweep,
 }
