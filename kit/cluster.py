@@ -43,7 +43,7 @@ from .config import Config
 from .console import log
 from .errors import KitError
 
-CONNECT_SECONDS = 30
+CONNECT_SECONDS = 15
 WORKER_WAIT_SECONDS = 120
 RETRIES = 5  # times one run may be lost (its result or its input) before the sweep gives up
 

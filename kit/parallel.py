@@ -21,22 +21,16 @@ Thread settings: a limit the user set (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS, MK
 ...) is kept as an upper bound; without one, each process gets cores // n_jobs BLAS threads.
 `cores` is joblib's count, which honours CPU affinity and container (cgroup) quotas.
 
-On a cluster: joblib's backend decides where the processes run, and the code does not change.
-With Dask (`pip install "dask[distributed]"`):
+run_each is the same one run at a time: it yields each outcome as that run finishes, which
+`make sweep` (kit/sweep.py) records at once, so an interrupted sweep keeps every finished trial.
 
-    from dask.distributed import Client
-    client = Client("tcp://scheduler:8786")          # or Client() for a local cluster
-    run_many(configs, "data/train.csv", "models", n_jobs=-1, backend="dask")
-
-With Ray (`pip install ray`):
-
-    from ray.util.joblib import register_ray
-    register_ray()
-    run_many(configs, "data/train.csv", "models", n_jobs=-1, backend="ray")
-
-On a cluster, train.csv and model_dir must be reachable at the same paths from every worker
-(a shared filesystem), the kit must be installed on the workers, and `threads_per_job` should
-be the cores of one worker divided by the jobs it runs (joblib cannot see remote machines).
+On a cluster: kit/cluster.py (run_each_on_dask) trains configs on a Dask scheduler's workers
+with no shared filesystem: the client scatters train.csv's arrays to the workers once and each
+run's files come back to the client's models/ (`DASK_SCHEDULER=tcp://host:8786 make sweep`).
+joblib's own backends (`backend="dask"` once a dask Client exists, `backend="ray"` after
+ray.util.joblib.register_ray()) would also run run_many's processes remotely, but then every
+worker must see train.csv and model_dir at the same paths (a shared filesystem); the Ray route
+is not tested here.
 """
 
 from __future__ import annotations

@@ -99,14 +99,31 @@ class Space:
             return self.trials
         return self.grid_size() if self.method == "grid" else 8
 
+    def distinct_trials(self) -> int | None:
+        """How many different trials the space holds: its grid size when every entry is a list
+        (random draws then never repeat one), None when a range makes it unbounded."""
+        return self.grid_size() if all(d.kind == "choice" for d in self.dims) else None
+
     def plan(self, n_trials: int, seed: int) -> list[dict[str, Any]]:
-        """The swept values of trials 1..n_trials, in order (a grid: its first n points)."""
+        """The swept values of trials 1..n_trials, in order (a grid: its first n points; random:
+        draws in sequence, a repeat of an earlier trial drawn again, so at most distinct_trials())."""
         if self.method == "grid":
             points = itertools.product(*(d.values for d in self.dims))
             return [dict(zip((d.name for d in self.dims), point)) for point in itertools.islice(points, n_trials)]
         rng = np.random.default_rng(seed)
         hints = field_types()
-        return [{d.name: _draw(d, hints[d.name], rng) for d in self.dims} for _ in range(n_trials)]
+        n_trials = min(n_trials, self.distinct_trials() or n_trials)
+        trials: list[dict[str, Any]] = []
+        seen = set()
+        for _ in range(n_trials * 1000):  # a rounded range can run out of new values: stop somewhere
+            if len(trials) == n_trials:
+                break
+            values = {d.name: _draw(d, hints[d.name], rng) for d in self.dims}
+            key = tuple(format_value(v) for v in values.values())
+            if key not in seen:
+                seen.add(key)
+                trials.append(values)
+        return trials
 
 
 def _draw(dim: Dimension, hint, rng: np.random.Generator) -> Any:

@@ -116,9 +116,10 @@ def plan_sweep(space_path: str | os.PathLike, preset: str, overrides: dict[str, 
     if n_trials is not None and n_trials < 1:
         raise KitError(f"TRIALS={n_trials}: give at least 1")
     count = n_trials or space.default_trials()
-    if space.method == "grid" and count > space.grid_size():
-        log(f"note: the grid has {space.grid_size()} points; TRIALS={count} runs each once")
-        count = space.grid_size()
+    distinct = space.grid_size() if space.method == "grid" else space.distinct_trials()
+    if distinct is not None and count > distinct:
+        log(f"note: the space holds {distinct} different trials; TRIALS={count} runs each once")
+        count = distinct
     trials = []
     for number, values in enumerate(space.plan(count, base.seed), start=1):
         trials.append(Trial(number, values, make_config(preset, **{**space.fixed, **overrides, **values})))

@@ -143,7 +143,7 @@ def test_grid_from_json_and_a_diverging_trial(train_csv, tmp_path, capsys):
                        {"lr": 1e30, "hidden": (16,)}, {"lr": 1e30, "hidden": (8, 8)}]
     assert main(sweep_args(space, train_csv, tmp_path, "--trials", "9")) == 0
     out = capsys.readouterr().out
-    assert "the grid has 4 points" in out
+    assert "the space holds 4 different trials" in out
     rows = read_rows(next((tmp_path / "sweeps").iterdir()))
     assert [(r["lr"], r["hidden"]) for r in rows] == [("0.01", "16"), ("0.01", "8,8"), ("1e+30", "16"),
                                                        ("1e+30", "8,8")]
@@ -195,6 +195,16 @@ def test_missing_space_file_and_missing_data(train_csv, tmp_path, capsys):
     assert main(sweep_args(write_space(tmp_path), tmp_path / "missing.csv", tmp_path)) == 2
     assert "missing.csv: file not found" in capsys.readouterr().err
     assert not (tmp_path / "models").exists()
+
+
+def test_random_draws_never_repeat_a_trial_and_extend_in_order(tmp_path):
+    finite = read_space(write_space(tmp_path, "[space]\nlr = [0.01, 0.1]\ndropout = [0.0, 0.5]\n", name="f.toml"))
+    drawn = finite.plan(8, seed=3)
+    assert len(drawn) == 4 and len({(t["lr"], t["dropout"]) for t in drawn}) == 4  # all four, once each
+    ranged = read_space(write_space(tmp_path))
+    assert ranged.distinct_trials() is None
+    assert ranged.plan(6, seed=0)[:4] == ranged.plan(4, seed=0)  # TRIALS=6 extends TRIALS=4
+    assert ranged.plan(4, seed=1) != ranged.plan(4, seed=0)  # the base seed draws them
 
 
 def test_the_shipped_example_space_is_valid():
@@ -301,3 +311,18 @@ def test_a_worker_killed_mid_sweep_loses_nothing(train_csv, tmp_path, local_refe
         if int(row["trial"]) in killed["trials"]:
             assert int(row["worker"].split(":")[-1]) != killed["pid"]
     assert len(run_folders(tmp_path / "models")) == 6
+
+
+@pytest.mark.slow
+def test_sweep_bench_measures_the_three_backends(train_csv):
+    from kit.sweep_bench import MODES, sweep_bench, sweep_markdown
+
+    result = sweep_bench(train_csv, trials=2, epochs=1, rounds=1, say=lambda text: None)
+    measured = result["rounds"][0]
+    assert list(measured) == list(MODES)
+    for mode in MODES:
+        assert measured[mode]["wall_seconds"] > 0 and len(measured[mode]["val_accuracy"]) == 2
+    assert measured["2 processes"]["val_accuracy"] == measured["dask 2 workers"]["val_accuracy"]
+    assert str(os.getpid()) not in {w.split(":")[-1] for w in measured["dask 2 workers"]["workers"]}
+    text = sweep_markdown(result)
+    assert "| 1 | dask 2 workers |" in text and "vs 2 processes" in text and "identical" in text
