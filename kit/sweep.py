@@ -206,7 +206,7 @@ def tag_run(run_dir: Path, sweep_id: str, trial: int) -> dict:
 
 def record(sweep: Sweep, outcome: TrialOutcome) -> dict[str, str]:
     """Turn a finished trial into its results.csv row and rewrite the file."""
-    row = {"trial": str(outcome.trial.number), "seconds": f"{outcome.seconds:.1f}", "worker": outcome.worker}
+    row = {"trial": str(outcome.trial.number), "seconds": f"{outcome.seconds:.2f}", "worker": outcome.worker}
     row.update({name: format_value(value) for name, value in outcome.trial.values.items()})
     if outcome.run_dir is not None:
         metrics = json.loads((outcome.run_dir / "metrics.json").read_text())
