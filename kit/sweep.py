@@ -19,16 +19,11 @@ TRIALS). Every trial trains with the base seed, so all see the same validation r
 Backends
 - local (default): kit.parallel.run_each, JOBS= processes (joblib), BLAS threads split so the
   trials together use no more threads than cores; JOBS=1 trains in this process.
-- Dask (DASK_SCHEDULER=tcp://host:port set): dask.distributed.Client. The client loads
-  train.csv once and scatters the uint8 arrays to every worker (broadcast), so workers need
-  the kit installed but no data files and no shared filesystem; a worker that joins later
-  fetches them from a peer. Each trial trains on a worker into a temporary folder there, and
-  the worker returns the run folder's files (model.npz, config.json, history.csv,
-  metrics.json: a few MB) to the client, which writes them into its own models/: no path is
-  shared with the workers. A worker that dies mid-trial loses only that trial's progress: the
-  scheduler gives the task to another worker (up to distributed.scheduler.allowed-failures
-  times). Workers started by a nanny (`dask worker`) get OPENBLAS_NUM_THREADS=1 from Dask, so
-  each trial uses one BLAS thread: start workers with `--nthreads <cores>`.
+- Dask (DASK_SCHEDULER=tcp://host:port set): kit.cluster.run_each_on_dask. train.csv's arrays
+  are scattered to the workers once; each trial trains on a worker and its run folder's files
+  come back to this machine, which writes them into models/ (tagged, then moved into place):
+  workers need the kit installed, no data and no shared filesystem. A dead worker costs only
+  its trial's progress (kit/cluster.py says how each loss is recovered).
 The same trial gives the same validation accuracy on both backends (same seed, same split:
 kit.data.split_arrays is the split load_split draws from the file).
 """

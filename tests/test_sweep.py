@@ -257,14 +257,17 @@ def local_reference(train_csv, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_dask_cluster_trains_the_trials_in_its_workers(train_csv, tmp_path, local_reference):
+def test_dask_cluster_trains_the_trials_in_its_workers(train_csv, tmp_path, local_reference, monkeypatch, capsys):
     from dask.distributed import Client
 
     space, local_rows = local_reference
     with start_cluster() as cluster, Client(cluster.scheduler_address) as client:
         worker_pids = set(client.run(os.getpid).values())
-        sweep = run_sweep(space, "reference", {}, train_csv, tmp_path / "models", tmp_path / "sweeps",
-                          scheduler=cluster.scheduler_address)
+        # as `DASK_SCHEDULER=... make sweep` runs it: the scheduler comes from the environment
+        monkeypatch.setenv("DASK_SCHEDULER", cluster.scheduler_address)
+        assert main(sweep_args(space, train_csv, tmp_path)) == 0
+    assert f"on the Dask scheduler {cluster.scheduler_address}" in capsys.readouterr().out
+    sweep = plan_sweep(space, "reference", {}, train_csv, tmp_path / "sweeps")
     rows = read_rows(sweep.folder)
     pids = {int(r["worker"].split(":")[-1]) for r in rows}
     assert os.getpid() not in pids and pids <= worker_pids and len(worker_pids) == 2
