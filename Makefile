@@ -40,10 +40,12 @@ UPLOADS ?= submissions/history.csv
 # make serve
 HOST ?= 127.0.0.1
 PORT ?= 8000
+SPACE ?= sweeps/default-mlp.toml
+TRIALS ?=
 
 opt = $(if $(strip $(2)),$(1) $(2))
 
-.PHONY: help venv demo data train submit validate upload check test test-fast bench serve clean export report runs
+.PHONY: help venv demo data train submit validate upload check test test-fast bench serve sweep clean export report runs
 
 help: ## list the targets and the variables they take
 	@echo "Digit Recognizer kit — targets:"
@@ -54,7 +56,8 @@ help: ## list the targets and the variables they take
 	@echo "make export: MODEL= OUT=models/<run>/model.onnx QUANTIZE=1   make submit: ONNX=path/model.onnx"
 	@echo "make train: REPORT=0 (no report)   make report: MODEL=   make runs: MODELS=$(MODELS) UPLOADS=$(UPLOADS)"
 	@echo "make serve: MODEL=$(MODEL) HOST=$(HOST) PORT=$(PORT)"
-	@echo "make bench: PART=speed|accuracy|all|onnx|serve SEEDS=$(SEEDS) PRESETS=$(PRESETS) JOBS=$(JOBS)   make demo: EPOCHS= SEED="
+	@echo "make sweep: SPACE=$(SPACE) TRIALS= JOBS=$(JOBS) PRESET= (the base); DASK_SCHEDULER=tcp://host:8786 for a cluster"
+	@echo "make bench: PART=speed|accuracy|all|onnx|serve|sweep SEEDS=$(SEEDS) PRESETS=$(PRESETS) JOBS=$(JOBS)   make demo: EPOCHS= SEED="
 	@echo ""
 	@if [ -x $(BIN)/python ]; then $(KIT) config --make-help; \
 	else echo "Hyperparameters: run \`make venv\` and \`make help\` again to list them (or see README.md)."; fi
@@ -109,6 +112,9 @@ bench: $(STAMP) ## measure speed and accuracy on data/train.csv; tables go to be
 
 serve: $(STAMP) ## a web page to draw digits on, read by the latest run (or MODEL=); Ctrl-C stops
 	$(KIT) serve --model $(MODEL) --host $(HOST) --port $(PORT)
+
+sweep: $(STAMP) ## train one run per trial of SPACE= (JOBS= processes, or DASK_SCHEDULER=), rank them; resumes
+	$(KIT) sweep --train $(TRAIN) --space $(SPACE) $(call opt,--trials,$(TRIALS)) --jobs $(JOBS) --make-vars
 
 clean: ## remove the virtual environment, caches and the demo's files (not data/, models/ or submissions/)
 	rm -rf $(VENV) .pytest_cache data/.cache data/demo models/demo submissions/demo

@@ -460,4 +460,11 @@ def run_bench(args, sizes: SpeedSizes | None = None, accuracy_epochs: int | None
         text = accuracy_markdown(accuracy)
         write(out, ACCURACY_JSON, json.dumps(accuracy, indent=2) + "\n")
         print("\n" + text + f"\n(written to {write(out, ACCURACY_MD, text)})\n", flush=True)
+    if args.part == "sweep":  # not part of "all": the backends of `make sweep` (kit/sweep_bench.py)
+        from .sweep_bench import sweep_bench, sweep_markdown
+
+        results["sweep"] = measured = sweep_bench(train_path, rounds=3)
+        text = sweep_markdown(measured)
+        write(out, "sweep.json", json.dumps(measured, indent=2) + "\n")
+        print("\n" + text + f"\n(written to {write(out, 'sweep.md', text)})\n", flush=True)
     return results

@@ -122,6 +122,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", nargs="?", default="submissions/submission.csv")
     p.add_argument("--sample", default="data/sample_submission.csv")
 
+    p = sub.add_parser("sweep", help="train one run per trial of a search space (local processes or a Dask "
+                       "cluster), rank them; resumes")
+    p.add_argument("--space", default="sweeps/default-mlp.toml", help="the space file (.toml or .json)")
+    p.add_argument("--trials", type=int, help="trials to run (default: the space file's, or its whole grid)")
+    p.add_argument("--jobs", type=int, default=1, help="local trials trained at once in processes (default 1)")
+    p.add_argument("--scheduler", default=os.environ.get("DASK_SCHEDULER") or None,
+                   help="a Dask scheduler, e.g. tcp://host:8786: its workers train the trials "
+                        "(default: $DASK_SCHEDULER; unset: local processes)")
+    p.add_argument("--train", default="data/train.csv", help="training CSV (default: data/train.csv)")
+    p.add_argument("--model-dir", default="models", help="where the trials' runs are saved (default: models)")
+    p.add_argument("--sweep-dir", default="sweeps", help="where the sweep's folder goes (default: sweeps)")
+    add_config_flags(p)
+
     p = sub.add_parser("serve", help="a web page to draw digits on and watch the model read them, and a JSON API")
     p.add_argument("--model", default="models", help="run folder, model.npz, or models/ for the latest run "
                    "(falls back to models/demo)")
@@ -130,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="benchmark speed and accuracy; prints tables and writes bench/")
     p.add_argument("--train", default="data/train.csv")
-    p.add_argument("--part", choices=["speed", "accuracy", "all", "onnx", "serve"], default="all")
+    p.add_argument("--part", choices=["speed", "accuracy", "all", "onnx", "serve", "sweep"], default="all",
+                   help="all = speed and accuracy; onnx, serve and sweep run only on their own")
     p.add_argument("--model", default="models", help="onnx part: the run to export and time (default: latest)")
     p.add_argument("--seeds", type=int, default=3, help="seeds for the default preset's accuracy")
     p.add_argument("--presets", default="reference,default,best", help="presets to train in the accuracy part")
@@ -142,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.command in ("train", "submit", "validate", "demo", "bench", "export"):
+    if args.command in ("train", "submit", "validate", "demo", "bench", "export", "sweep"):
         from .blas import cap_blas_threads
 
         cap_blas_threads()  # no more BLAS threads than cores (a container's quota included)
@@ -270,8 +284,20 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_sweep(args) -> int:
+    from .sweep import run_sweep
+
+    base = config_from_args(args)
+    preset = config.make_config(base.preset)
+    overrides = {name: getattr(base, name) for name in base.to_dict()
+                 if getattr(base, name) != getattr(preset, name)}  # what the command line changed
+    run_sweep(args.space, base.preset, overrides, args.train, args.model_dir, args.sweep_dir,
+              n_trials=args.trials, n_jobs=args.jobs, scheduler=args.scheduler)
+    return 0
+
+
 COMMANDS = {
     "train": cmd_train, "submit": cmd_submit, "validate": cmd_validate, "demo": cmd_demo, "data": cmd_data,
     "upload": cmd_upload, "check": cmd_check, "bench": cmd_bench, "config": cmd_config, "export": cmd_export,
-    "report": cmd_report, "runs": cmd_runs, "serve": cmd_serve,
+    "report": cmd_report, "runs": cmd_runs, "serve": cmd_serve, "sweep": cmd_sweep,
 }

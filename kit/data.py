@@ -268,8 +268,15 @@ def load_split(train_path: str | os.PathLike, val_fraction: float, rng: np.rando
     y int64 (n,). The split is the first thing drawn from `rng`, so a run's own seed gives its
     split again (validate_run relies on it)."""
     dataset = load_train(train_path)
-    y_all = dataset.y.astype(np.int64)
+    return split_arrays(dataset.x, dataset.y, val_fraction, rng)
+
+
+def split_arrays(x: np.ndarray, y: np.ndarray, val_fraction: float, rng: np.random.Generator):
+    """load_split on rows already loaded (x uint8 (n, 784), y (n,)): the same split for the same
+    rng, so a sweep trial trained on a Dask worker from scattered arrays (kit/sweep.py) draws
+    exactly the rows `make train` draws from the file."""
+    y_all = y.astype(np.int64)
     train_idx, val_idx = stratified_split(y_all, val_fraction, rng)
     # converted after the split, so the float32 rows exist once (a float copy of all rows
     # and then of each part would hold them twice)
-    return to_float(dataset.x[train_idx]), y_all[train_idx], to_float(dataset.x[val_idx]), y_all[val_idx]
+    return to_float(x[train_idx]), y_all[train_idx], to_float(x[val_idx]), y_all[val_idx]

@@ -21,22 +21,16 @@ Thread settings: a limit the user set (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS, MK
 ...) is kept as an upper bound; without one, each process gets cores // n_jobs BLAS threads.
 `cores` is joblib's count, which honours CPU affinity and container (cgroup) quotas.
 
-On a cluster: joblib's backend decides where the processes run, and the code does not change.
-With Dask (`pip install "dask[distributed]"`):
+run_each is the same one run at a time: it yields each outcome as that run finishes, which
+`make sweep` (kit/sweep.py) records at once, so an interrupted sweep keeps every finished trial.
 
-    from dask.distributed import Client
-    client = Client("tcp://scheduler:8786")          # or Client() for a local cluster
-    run_many(configs, "data/train.csv", "models", n_jobs=-1, backend="dask")
-
-With Ray (`pip install ray`):
-
-    from ray.util.joblib import register_ray
-    register_ray()
-    run_many(configs, "data/train.csv", "models", n_jobs=-1, backend="ray")
-
-On a cluster, train.csv and model_dir must be reachable at the same paths from every worker
-(a shared filesystem), the kit must be installed on the workers, and `threads_per_job` should
-be the cores of one worker divided by the jobs it runs (joblib cannot see remote machines).
+On a cluster: kit/cluster.py (run_each_on_dask) trains configs on a Dask scheduler's workers
+with no shared filesystem: the client scatters train.csv's arrays to the workers once and each
+run's files come back to the client's models/ (`DASK_SCHEDULER=tcp://host:8786 make sweep`).
+joblib's own backends (`backend="dask"` once a dask Client exists, `backend="ray"` after
+ray.util.joblib.register_ray()) would also run run_many's processes remotely, but then every
+worker must see train.csv and model_dir at the same paths (a shared filesystem); the Ray route
+is not tested here.
 """
 
 from __future__ import annotations
@@ -49,6 +43,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 from .blas import threads_per_job, usable_cores
 from .network import Model
@@ -59,24 +54,36 @@ from .train import train_run
 class RunOutcome:
     """What one process sends back: its run folder, the log it printed, and its wall time."""
 
-    run_dir: Path
+    run_dir: Path | None  # None when the run failed (see error)
     log: str
     seconds: float
     blas_threads: list | None = None  # the BLAS pools' thread counts while it trained
+    worker: str = ""  # host:pid of the process that trained it
+    error: str | None = None  # the one-line KitError of a run that failed (e.g. it diverged)
 
 
-def _train_one(config, train_path: str, private_dir: str, threads: int, quiet: bool) -> RunOutcome:
-    """One training run inside a worker process, its BLAS limited to `threads`."""
+def _train_one(index: int, config, train_path: str, private_dir: str, threads: int,
+               quiet: bool) -> tuple[int, RunOutcome]:
+    """One training run inside a worker process, its BLAS limited to `threads`; returns
+    (index, outcome) so that results arriving in any order find their config again."""
+    import socket
+
     from threadpoolctl import threadpool_info, threadpool_limits
 
+    from .errors import KitError
 
     started = time.perf_counter()
     buffer = io.StringIO()
     redirect = contextlib.redirect_stdout(buffer) if quiet else contextlib.nullcontext()
+    run_dir, error = None, None
     with threadpool_limits(limits=threads, user_api="blas"), redirect:
         pools = [pool["num_threads"] for pool in threadpool_info() if pool.get("user_api") == "blas"]
-        run_dir = train_run(config, train_path, private_dir)
-    return RunOutcome(Path(run_dir), buffer.getvalue(), time.perf_counter() - started, pools)
+        try:
+            run_dir = Path(train_run(config, train_path, private_dir))
+        except KitError as failure:  # one bad config (a learning rate that diverges) stops only itself
+            error = str(failure)
+    return index, RunOutcome(run_dir, buffer.getvalue(), time.perf_counter() - started, pools,
+                             f"{socket.gethostname()}:{os.getpid()}", error)
 
 
 def run_many(configs: list, train_path: str | os.PathLike, model_dir: str | os.PathLike = "models",
@@ -84,17 +91,39 @@ def run_many(configs: list, train_path: str | os.PathLike, model_dir: str | os.P
              quiet: bool = True) -> list[RunOutcome]:
     """Train every config (kit.train.train_run) in parallel processes; return, in the order of
     `configs`, each run's outcome: its folder (`.run_dir`), captured log and wall seconds.
+    A run that fails with a KitError raises it here (the runs that finished are kept).
 
     n_jobs: processes at once (None: one per config, at most one per core; -1: all cores).
     backend: a joblib backend name ("loky", the default; "dask" or "ray" once registered).
     threads: BLAS threads per process (None: threads_per_job(n_jobs)).
     quiet: keep each run's epoch log out of the terminal (it is in each outcome's `.log`).
     """
+    from .errors import KitError
+
+    configs = list(configs)
+    placed: list[RunOutcome | None] = [None] * len(configs)
+    for index, outcome in run_each(configs, train_path, model_dir, n_jobs, backend, threads, quiet):
+        if outcome.error:
+            raise KitError(outcome.error)
+        placed[index] = outcome
+    if placed:
+        point_latest(Path(model_dir), placed[-1].run_dir.name)
+    return placed
+
+
+def run_each(configs: list, train_path: str | os.PathLike, model_dir: str | os.PathLike = "models",
+             n_jobs: int | None = None, backend: str | None = None, threads: int | None = None,
+             quiet: bool = True) -> Iterator[tuple[int, RunOutcome]]:
+    """run_many one run at a time: yield (index into configs, outcome) as each run finishes, in
+    the order they finish, its folder already moved into model_dir (`latest` points at it).
+    A run that fails with a KitError is yielded with `.error` set and no folder; the others go
+    on. A caller that records each result as it arrives (kit/sweep.py) loses nothing finished
+    when the rest is interrupted. Arguments as run_many."""
     from joblib import Parallel, delayed
 
     configs = list(configs)
     if not configs:
-        return []
+        return
     cores = usable_cores()
     if n_jobs is None:
         n_jobs = min(len(configs), cores)
@@ -106,20 +135,21 @@ def run_many(configs: list, train_path: str | os.PathLike, model_dir: str | os.P
     model_dir.mkdir(parents=True, exist_ok=True)
     private = [tempfile.mkdtemp(prefix=f".parallel-{i}-", dir=model_dir) for i in range(len(configs))]
     try:
-        jobs = (delayed(_train_one)(config, str(train_path), folder, threads, quiet)
-                for config, folder in zip(configs, private))
+        jobs = (delayed(_train_one)(i, config, str(train_path), folder, threads, quiet)
+                for i, (config, folder) in enumerate(zip(configs, private)))
         if n_jobs == 1 and backend is None:
-            outcomes = [function(*args, **kwargs) for function, args, kwargs in jobs]  # no worker processes
+            finished = (function(*args, **kwargs) for function, args, kwargs in jobs)  # no worker processes
         else:
-            outcomes = Parallel(n_jobs=n_jobs, backend=backend)(jobs)
-        placed = [RunOutcome(_place(outcome.run_dir, config, model_dir), outcome.log, outcome.seconds,
-                             outcome.blas_threads) for config, outcome in zip(configs, outcomes)]
-        point_latest(model_dir, placed[-1].run_dir.name)
-        return placed
+            finished = Parallel(n_jobs=n_jobs, backend=backend, return_as="generator_unordered")(jobs)
+        for index, outcome in finished:
+            if outcome.run_dir is not None:
+                outcome.run_dir = _place(outcome.run_dir, configs[index], model_dir)
+                point_latest(model_dir, outcome.run_dir.name)
+            yield index, outcome
     except BaseException:
         # Ctrl-C or a failed run: every run that finished (or saved its best epoch) is kept
         for config, folder in zip(configs, private):
-            for run_dir in sorted(Path(folder).iterdir()):
+            for run_dir in sorted(Path(folder).iterdir()) if Path(folder).is_dir() else []:
                 if not run_dir.is_symlink() and (run_dir / "model.npz").is_file():
                     _place(run_dir, config, model_dir)
         raise

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from .blas import blas_threads_now, limit_blas
 from .config import Config, describe
 from .console import log
-from .data import class_counts, load_split
+from .data import class_counts, load_split, split_arrays
 from .errors import KitError
 from .measure import machine_summary
 from .metrics import score, validation_metrics
@@ -217,9 +217,12 @@ def format_epoch(row: dict, n_epochs: int, best: bool) -> str:
 # --------------------------------------------------------------------------- a whole run
 
 
-def train_run(config: Config, train_path: str | os.PathLike, model_dir: str | os.PathLike = "models") -> Path:
-    """Train as the config says on train.csv and save the run; returns the run folder."""
-    return _run(config, train_path, lambda: start_run(config, Path(model_dir)), resume=None)
+def train_run(config: Config, train_path: str | os.PathLike, model_dir: str | os.PathLike = "models",
+              rows: tuple[np.ndarray, np.ndarray] | None = None) -> Path:
+    """Train as the config says on train.csv and save the run; returns the run folder.
+    `rows` (x uint8 (n, 784), y (n,)) are train.csv's rows already in memory (a Dask worker's
+    scattered copy, kit/cluster.py); train_path is then only recorded with the run."""
+    return _run(config, train_path, lambda: start_run(config, Path(model_dir)), resume=None, rows=rows)
 
 
 def resume_run(run_dir: str | os.PathLike, train_path: str | os.PathLike) -> Path:
@@ -236,11 +239,14 @@ def resume_run(run_dir: str | os.PathLike, train_path: str | os.PathLike) -> Pat
 
 
 def _run(config: Config, train_path: str | os.PathLike, claim_run_dir: Callable[[], Path],
-         resume: Resume | None) -> Path:
+         resume: Resume | None, rows: tuple[np.ndarray, np.ndarray] | None = None) -> Path:
     """Load and split the data, then claim the run folder (so bad data leaves none) and train."""
     started = time.perf_counter()
     rng = np.random.default_rng(config.seed)
-    x_train, y_train, x_val, y_val = load_split(train_path, config.val_fraction, rng)
+    if rows is None:
+        x_train, y_train, x_val, y_val = load_split(train_path, config.val_fraction, rng)
+    else:
+        x_train, y_train, x_val, y_val = split_arrays(*rows, config.val_fraction, rng)
     log(f"data: {len(y_train) + len(y_val)} rows from {train_path}; train {len(y_train)}, validation {len(y_val)}")
     log(f"  train class counts: {class_counts(y_train).tolist()}")
     if len(y_val):
