@@ -84,3 +84,9 @@ def test_the_check_sees_imports_in_functions(tmp_path):
     source.write_text("from . import data\nimport kit.network\ndef f():\n    from .train import fit\n"
                       "    from kit.runs import resolve_model\n")
     assert kit_imports(source) == {"data", "network", "train", "runs"}
+
+
+def test_the_readme_layout_names_every_module():
+    readme = (KIT.parent / "README.md").read_text()
+    layout = readme[readme.index("## Layout"):readme.index("## The bundled sample")]
+    assert not [p.name for p in KIT.glob("*.py") if p.stem not in ("__init__", "__main__") and p.name not in layout]
