@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import KitError
-from .files import atomic_path
+from .atomic import atomic_path
 
 IMAGE_SIDE = 28
 N_PIXELS = IMAGE_SIDE * IMAGE_SIDE

@@ -37,7 +37,7 @@ from . import layers as L
 from .console import log
 from .data import IMAGE_SIDE, N_CLASSES, N_PIXELS
 from .errors import KitError
-from .files import atomic_path
+from .atomic import atomic_path
 from .network import Model
 
 OPSET = 17

@@ -34,7 +34,7 @@ from pathlib import Path
 from . import archive
 from .archive import COMPETITION_FILES, installed_problem
 from .errors import KitError
-from .files import atomic_open
+from .atomic import atomic_open
 from .kaggle_auth import find_credentials
 from .kaggle_client import (ClientSession, call, client_version, kaggle_session, one_line, quiet, status_code,
                             submissions_url, translate)

@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from .files import atomic_open
+from .atomic import atomic_open
 
 
 # --------------------------------------------------------------------------- the machine

@@ -19,7 +19,7 @@ from . import layers as L
 from .config import Config
 from .data import IMAGE_SIDE, N_CLASSES, N_PIXELS
 from .errors import KitError
-from .files import atomic_path
+from .atomic import atomic_path
 from .losses import SoftmaxCrossEntropy, softmax
 from .optim import FlatParameters
 

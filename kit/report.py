@@ -31,7 +31,7 @@ from .config import Config
 from .console import log
 from .data import N_CLASSES, class_counts, load_test, load_train, stratified_split, to_float
 from .errors import KitError
-from .files import atomic_open
+from .atomic import atomic_open
 from .report_plots import plot_confusion, plot_curves, plot_digits
 
 REPORT_NAME = "report.html"

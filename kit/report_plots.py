@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import IMAGE_SIDE, N_CLASSES
-from .files import atomic_path
+from .atomic import atomic_path
 
 GALLERY_COLUMNS = 8
 TILE_W, TILE_H = 36, 44  # a gallery cell in image pixels: the 28x28 digit plus margins and a caption band

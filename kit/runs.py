@@ -23,7 +23,7 @@ from .config import Config
 from .console import log
 from .data import N_CLASSES, load_split
 from .errors import KitError
-from .files import atomic_open, atomic_path
+from .atomic import atomic_open, atomic_path
 from .metrics import score
 from .network import Model
 

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 from .errors import KitError
-from .files import atomic_open
+from .atomic import atomic_open
 
 COLUMNS = ["run", "preset", "arch", "epochs", "best", "val acc", "seconds", "public score"]
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from .data import SUBMISSION_HEADER, load_test, to_float
 from .errors import KitError
-from .files import atomic_open
+from .atomic import atomic_open
 
 
 

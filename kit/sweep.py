@@ -45,7 +45,7 @@ from typing import Any, Callable, Iterator
 from .config import Config, make_config, make_variable
 from .console import log
 from .errors import KitError
-from .files import atomic_open
+from .atomic import atomic_open
 from .space import Space, check_space, format_value, read_space
 
 RESULT_TAIL = ["best_epoch", "val_accuracy", "val_loss", "seconds", "run_id", "worker", "error"]

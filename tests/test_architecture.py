@@ -10,7 +10,7 @@ KIT = Path(__file__).resolve().parent.parent / "kit"
 
 # Lowest first: the order in which data reaches each module.
 TIERS = [
-    {"errors", "files", "console", "blas"},
+    {"errors", "atomic", "console", "blas"},
     {"data", "measure", "runs_table", "preprocess"},
     {"metrics", "layers", "losses", "optim", "augment", "report_plots"},
     {"config"},
