@@ -36,7 +36,7 @@ from .console import log
 from .network import Model, build_network
 
 SERVE_MD, SERVE_JSON = "serve.md", "serve.json"
-TARGETS_MS = {"default": 5.0, "best": 50.0}  # median server-side ms per prediction (the targets)
+TARGETS_MS = {"default": 5.0, "best": 50.0}  # median server-side ms per prediction: the targets
 CLIENTS, REQUESTS_PER_CLIENT = 32, 50
 CANVAS = 280  # the page sends its drawing at this size
 
