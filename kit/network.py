@@ -113,8 +113,11 @@ def build_network(config: Config, rng: np.random.Generator, dtype=np.float32) ->
                                    input_grad=channels_in != 1, dtype=dtype))
             if config.batch_norm:
                 layers.append(L.BatchNorm(channels, dtype=dtype))
-            layers.append(activation())
+            # pooling before the activation: the same values and gradients (every activation
+            # is non-decreasing, so it commutes with max), on a quarter of the pixels; the
+            # layers holding parameters keep their indices, so saved models load unchanged
             layers.append(L.MaxPool2D(2))
+            layers.append(activation())
             channels_in, side = channels, side // 2
         layers.append(L.Flatten())
         n_in = channels_in * side * side
