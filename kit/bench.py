@@ -61,6 +61,8 @@ class SpeedSizes:
     rss_preset: str = "default"  # the `kit train` run measured for peak memory
     rss_epochs: int = 1  # its epochs: memory peaks in the first, later ones allocate nothing new
     rss: bool = True  # measure the subprocess at all
+    cnn_epochs: int = 3  # timed epochs of the best preset's network (each takes tens of seconds)
+    cnn_rows: int = 0  # rows for the CNN epochs (0: the whole 90% training split)
 
 
 def gemm_gflops(m: int, k: int, n: int, repeats: int, rng: np.random.Generator) -> list[float]:
@@ -121,6 +123,48 @@ def floor_epoch(step: Callable[[], None], n_batches: int) -> float:
     return time.perf_counter() - started
 
 
+def cnn_products(config: Config, batch: int, rng: np.random.Generator) -> tuple[Callable[[], None], float]:
+    """(a function doing one training step's matrix products of a CNN config, their FLOPs).
+
+    Every 3x3 "same" convolution as the im2col products a convolution needs at least, on the
+    true output size (n*h*w columns, no padding columns): forward w (c_out, c_in*9) @ columns,
+    weight gradient columns @ grad.T, input gradient w.T @ grad (not for the first, whose input
+    is the pixels); 2x2 pooling halves the side; then the dense layers as the MLP floor counts
+    them, the first with its input gradient (the convolutions need it)."""
+    from .data import IMAGE_SIDE
+
+    calls, flops = [], 0.0
+    side, c_in = IMAGE_SIDE, 1
+    f32 = np.float32
+    for i, c_out in enumerate(config.conv_channels):
+        k, cols = c_in * 9, batch * side * side
+        w = rng.random((c_out, k), dtype=f32)
+        x_cols = rng.random((k, cols), dtype=f32)
+        g = rng.random((c_out, cols), dtype=f32)
+        calls.append((w, x_cols, np.empty((c_out, cols), f32)))
+        calls.append((x_cols, g.T, np.empty((k, c_out), f32)))
+        flops += 4.0 * c_out * k * cols
+        if i > 0:
+            calls.append((w.T, g, np.empty((k, cols), f32)))
+            flops += 2.0 * c_out * k * cols
+        side, c_in = side // 2, c_out
+    sizes = [c_in * side * side, *config.hidden, N_CLASSES]
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        x = rng.random((batch, a), dtype=f32)
+        w = rng.random((a, b), dtype=f32)
+        g = rng.random((batch, b), dtype=f32)
+        calls += [(x, w, np.empty((batch, b), f32)), (x.T, g, np.empty((a, b), f32)),
+                  (g, w.T, np.empty((batch, a), f32))]
+        flops += 6.0 * a * b * batch
+    matmul = np.matmul
+
+    def step() -> None:
+        for left, right, out in calls:
+            matmul(left, right, out=out)
+
+    return step, flops
+
+
 # --------------------------------------------------------------------------- epochs
 
 
@@ -145,6 +189,8 @@ def _time_epochs(config: Config, x: np.ndarray, y: np.ndarray, epochs: int, seed
     trainer = Trainer(config, x.shape[1], epochs + 1, np.random.default_rng(seed))
     sizes = layer_sizes(config)
     step = step_products(sizes, config.batch_size, np.random.default_rng(seed)) if sizes else None
+    if config.arch == "cnn":
+        step, cnn_flops = cnn_products(config, config.batch_size, np.random.default_rng(seed))
     epoch_times, floor_times = [], []
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         trainer.train_epoch(1, x, y)
@@ -158,7 +204,7 @@ def _time_epochs(config: Config, x: np.ndarray, y: np.ndarray, epochs: int, seed
             epoch_times.append(time.perf_counter() - started)
     result = {"epoch_seconds": epoch_times, "n_rows": len(x), "batch": config.batch_size, "n_batches": n_batches}
     if step:
-        flops = step_flops(sizes, config.batch_size) * n_batches
+        flops = (cnn_flops if config.arch == "cnn" else step_flops(sizes, config.batch_size)) * n_batches
         result.update(floor_seconds=floor_times, flops_per_epoch=flops,
                       floor_gflops=flops / statistics.median(floor_times) / 1e9,
                       ratio=statistics.median(epoch_times) / statistics.median(floor_times))
@@ -277,10 +323,14 @@ def speed_bench(train_path: str | os.PathLike, sizes: SpeedSizes | None = None, 
             # the same step on one core: the ratio without the second core's share of the products,
             # which a busy machine takes away first
             ("reference, batch 64, 1 BLAS thread", make_config("reference", batch_size=64), 1)]
+    # the best preset's network (issue 12), without augmentation so the floor counts all its work
+    cnn_label = "best preset's CNN, no augmentation"
+    runs.append((cnn_label, make_config("best", augment=False), None))
     result["epochs"] = []
     for label, config, threads in runs:
-        say(f"speed: {label}: {sizes.epochs} timed epochs on {len(x)} rows ...")
-        timing = time_epochs(config, x, y, sizes.epochs, threads=threads)
+        rows, n_epochs = (sizes.cnn_rows or len(x), sizes.cnn_epochs) if label == cnn_label else (len(x), sizes.epochs)
+        say(f"speed: {label}: {n_epochs} timed epochs on {rows} rows ...")
+        timing = time_epochs(config, x[:rows], y[:rows], n_epochs, threads=threads)
         timing.update(label=label, preset=config.preset, network=_network_text(config))
         result["epochs"].append(timing)
     del x, y
@@ -304,7 +354,11 @@ def speed_bench(train_path: str | os.PathLike, sizes: SpeedSizes | None = None, 
 
 def _network_text(config: Config) -> str:
     if config.arch == "cnn":
-        return f"cnn {list(config.conv_channels)}"
+        extras = ["batch norm"] if config.batch_norm else []
+        if config.dropout:
+            extras.append(f"dropout {config.dropout}")
+        return (f"conv {','.join(map(str, config.conv_channels))} → dense {','.join(map(str, config.hidden))} "
+                f"({', '.join([config.optimizer, *extras])}, batch {config.batch_size})")
     extras = [config.optimizer]
     if config.dropout:
         extras.append("dropout")

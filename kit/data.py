@@ -263,11 +263,21 @@ def class_counts(y: np.ndarray) -> np.ndarray:
     return np.bincount(y, minlength=N_CLASSES)
 
 
+def require_two_classes(y: np.ndarray, path: str | os.PathLike) -> None:
+    """Refuse labels y (n,) with fewer than two distinct classes, as scikit-learn's classifiers
+    do: a model trained on them can only ever predict that one label."""
+    present = np.flatnonzero(np.bincount(y, minlength=N_CLASSES))
+    if len(present) < 2:
+        raise KitError(f"{path}: every row has label {present[0]}; training needs at least two classes "
+                       "in the label column (use the full train.csv)")
+
+
 def load_split(train_path: str | os.PathLike, val_fraction: float, rng: np.random.Generator):
     """train.csv loaded and split -> (x_train, y_train, x_val, y_val): x float32 (n, 784) in [0, 1],
     y int64 (n,). The split is the first thing drawn from `rng`, so a run's own seed gives its
     split again (validate_run relies on it)."""
     dataset = load_train(train_path)
+    require_two_classes(dataset.y, train_path)
     return split_arrays(dataset.x, dataset.y, val_fraction, rng)
 
 

@@ -186,11 +186,18 @@ class BatchNorm(Layer):
     statistics (biased variance) and updates running averages (unbiased variance); evaluation
     uses the running averages, which are saved with the model in `buffers`.
 
-    Speed: per-channel sums by einsum (one pass, no temporary); the centred input x - mean is
-    kept for backward (x_hat = centred * inv_std is never formed); per-channel vectors are
-    repeated into one (channels * pixels) row so the elementwise passes broadcast over the
-    batch only.
+    Speed: the output is x * scale + shift with per-channel scale = gamma / std and
+    shift = beta - mean * scale, two elementwise passes; the statistics are two reading passes
+    over x (per image and channel sums and sums of squares by einsum, added over the batch in
+    float64), var = E[x^2] - mean^2. Where that difference would lose more than three digits
+    (|mean| > ~30 std) the variance is computed again from x - mean, which is then kept for
+    backward. Backward: dx = k1 g - k2 x + k3 per channel, from sum(g) and sum(g x) (or
+    sum(g (x - mean)) when centred was kept). Per-channel vectors are repeated into one
+    (channels * pixels) row so the elementwise passes broadcast over the batch only.
     """
+
+    # var / E[x^2] below this: the one-pass variance has lost too many digits, recompute
+    cancellation_limit = 1e-3
 
     def __init__(self, n_features: int, momentum: float = 0.1, eps: float = 1e-5, dtype=np.float32) -> None:
         super().__init__()
@@ -205,15 +212,28 @@ class BatchNorm(Layer):
 
     @staticmethod
     def _views(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, str, int]:
-        """(a as (batch, channels, pixels) for the per-channel sums and its einsum subscripts,
-        a as (batch, channels * pixels) for the elementwise passes, pixels per channel)."""
+        """(a as (batch, channels, pixels) for the per-channel sums and the einsum subscripts of
+        its per-image partial sums, a as (batch, channels * pixels) for the elementwise passes,
+        pixels per channel)."""
         if a.ndim == 2:
-            return a, a, "nc", 1
+            return a, a, "nc->c", 1
         if a.ndim == 4:
             n, c = a.shape[:2]
             a3 = a.reshape(n, c, -1)
-            return a3, a3.reshape(n, -1), "ncl", a3.shape[2]
+            return a3, a3.reshape(n, -1), "ncl->nc", a3.shape[2]
         raise ValueError(f"BatchNorm takes (batch, features) or (batch, channels, h, w), got shape {a.shape}")
+
+    @staticmethod
+    def _sum(a3: np.ndarray, sub: str, b3: np.ndarray | None = None) -> np.ndarray:
+        """Per-channel sum of a (or of a * b) as float64 (channels,): einsum per image and
+        channel (short sums, accurate in float32), then over the batch in float64."""
+        inputs, lhs = (a3,), sub.split("->")[0]
+        if b3 is not None:
+            inputs, lhs = (a3, b3), f"{lhs},{lhs}"
+        part = np.einsum(f"{lhs}->{sub.split('->')[1]}", *inputs)
+        if part.ndim == 2:
+            return part.sum(axis=0, dtype=np.float64)
+        return part.astype(np.float64)
 
     @staticmethod
     def _row(v: np.ndarray, pixels: int, dtype) -> np.ndarray:
@@ -225,51 +245,64 @@ class BatchNorm(Layer):
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         x3, x2, sub, pixels = self._views(x)
         count = x3.shape[0] * pixels
+        dtype = x.dtype
+        self._centred = None
         if training:
-            mean = np.einsum(f"{sub}->c", x3) / count
-        else:
-            mean = self.buffers["running_mean"]
-        centred = self._buffer("centred", x2.shape, x.dtype)
-        np.subtract(x2, self._row(mean, pixels, x.dtype), out=centred)
-        if training:
-            c3 = centred.reshape(x3.shape)
-            var = np.einsum(f"{sub},{sub}->c", c3, c3) / count
+            mean = self._sum(x3, sub) / count
+            mean_sq = self._sum(x3, sub, x3) / count
+            var = np.maximum(mean_sq - mean * mean, 0.0)
+            if np.any(var < self.cancellation_limit * mean_sq):
+                centred = self._buffer("centred", x2.shape, dtype)
+                np.subtract(x2, self._row(mean, pixels, dtype), out=centred)
+                c3 = centred.reshape(x3.shape)
+                var = self._sum(c3, sub, c3) / count
+                self._centred = centred
             m = self.momentum
             self.buffers["running_mean"] *= 1 - m
-            self.buffers["running_mean"] += m * mean.astype(self.buffers["running_mean"].dtype)
+            self.buffers["running_mean"] += (m * mean).astype(self.buffers["running_mean"].dtype)
             unbiased = var * (count / max(count - 1, 1))
             self.buffers["running_var"] *= 1 - m
-            self.buffers["running_var"] += m * unbiased.astype(self.buffers["running_var"].dtype)
+            self.buffers["running_var"] += (m * unbiased).astype(self.buffers["running_var"].dtype)
         else:
-            var = self.buffers["running_var"]
-        self._inv_std = (1.0 / np.sqrt(var.astype(np.float64) + self.eps)).astype(x.dtype)
-        out = self._buffer("out", x.shape, x.dtype)
+            mean = self.buffers["running_mean"].astype(np.float64)
+            var = self.buffers["running_var"].astype(np.float64)
+        inv_std = 1.0 / np.sqrt(var + self.eps)
+        scale = self.params["gamma"] * inv_std
+        shift = self.params["beta"] - mean * scale
+        self._x, self._mean, self._inv_std, self._count = x, mean, inv_std, count
+        out = self._buffer("out", x.shape, dtype)
         out2 = out.reshape(x2.shape)
-        np.multiply(centred, self._row(self.params["gamma"] * self._inv_std, pixels, x.dtype), out=out2)
-        out2 += self._row(self.params["beta"], pixels, x.dtype)
+        np.multiply(x2, self._row(scale, pixels, dtype), out=out2)
+        out2 += self._row(shift, pixels, dtype)
         return out
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
-        # with x_hat = centred * inv_std and N values per channel:
+        # with x_hat = (x - mean) * inv_std and N values per channel:
         # dx = gamma * inv_std * (g - sum(g) / N - x_hat * sum(g * x_hat) / N)
+        #    = k1 g - k2 x + (k2 mean - k1 sum(g) / N),  k1 = gamma inv_std,
+        #      k2 = k1 inv_std^2 sum(g (x - mean)) / N
         g3, g2, sub, pixels = self._views(grad)
-        centred = self._scratch["centred"]
-        count = g3.shape[0] * pixels
-        inv_std = self._inv_std
+        x, mean, inv_std, count = self._x, self._mean, self._inv_std, self._count
         dtype = grad.dtype
-        sum_g = np.einsum(f"{sub}->c", g3)
-        sum_gc = np.einsum(f"{sub},{sub}->c", g3, centred.reshape(g3.shape))  # sum(g * x_hat) / inv_std
+        sum_g = self._sum(g3, sub)
+        if self._centred is None:
+            sum_gc = self._sum(g3, sub, x.reshape(g3.shape)) - mean * sum_g
+            other, other_mean = x.reshape(g2.shape), mean
+        else:
+            sum_gc = self._sum(g3, sub, self._centred.reshape(g3.shape))
+            other, other_mean = self._centred, 0.0
         self.grads["beta"][...] = sum_g
         self.grads["gamma"][...] = sum_gc * inv_std
         k1 = self.params["gamma"] * inv_std
         k2 = k1 * inv_std * inv_std * sum_gc / count
+        k3 = k2 * other_mean - k1 * sum_g / count
         grad_in = self._buffer("grad_in", grad.shape, dtype)
         gi2 = grad_in.reshape(g2.shape)
         tmp = self._buffer("tmp", g2.shape, dtype)
-        np.subtract(g2, self._row(sum_g / count, pixels, dtype), out=gi2)
-        gi2 *= self._row(k1, pixels, dtype)
-        np.multiply(centred, self._row(k2, pixels, dtype), out=tmp)
+        np.multiply(g2, self._row(k1, pixels, dtype), out=gi2)
+        np.multiply(other, self._row(k2, pixels, dtype), out=tmp)
         gi2 -= tmp
+        gi2 += self._row(k3, pixels, dtype)
         return grad_in
 
 

@@ -96,14 +96,18 @@ def build_network(config: Config, rng: np.random.Generator, dtype=np.float32) ->
         channels_in, side = 1, IMAGE_SIDE
         layers.append(L.Reshape((1, IMAGE_SIDE, IMAGE_SIDE)))
         for channels in config.conv_channels:
-            for _ in range(config.convs_per_block):
+            for i in range(config.convs_per_block):
                 layers.append(L.Conv2D(channels_in, channels, 3, rng, padding=1,
                                        input_grad=channels_in != 1, dtype=dtype))
                 if config.batch_norm:
                     layers.append(L.BatchNorm(channels, dtype=dtype))
+                if i == config.convs_per_block - 1:
+                    # pooling before the block's last activation: the same values and gradients
+                    # (every activation is non-decreasing, so it commutes with max), on a quarter
+                    # of the pixels; layers holding parameters keep their indices
+                    layers.append(L.MaxPool2D(2))
                 layers.append(activation())
                 channels_in = channels
-            layers.append(L.MaxPool2D(2))
             side //= 2
         layers.append(L.Flatten())
         n_in = channels_in * side * side

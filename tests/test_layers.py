@@ -421,3 +421,40 @@ def test_he_initialisation_conv():
     assert abs(float(w.mean())) < 0.02 * expected
     assert np.all(layer.params["b"] == 0)
     assert set(layer.params) == {"w", "b"}  # "w" is what gets weight decay
+
+
+# --------------------------------------------------------------------------- issue 12: fast paths
+
+
+def test_batchnorm_large_mean_falls_back_to_centred_variance():
+    """|mean| >> std: the one-pass variance would cancel; the layer recomputes it from x - mean."""
+    rng = np.random.default_rng(30)
+    x = (rng.standard_normal((16, 4, 6, 6)) * 0.5 + 1000).astype(np.float32)
+    layer = L.BatchNorm(4)
+    out = layer.forward(x, True)
+    x64 = x.astype(F64)
+    ref = (x64 - x64.mean(axis=(0, 2, 3), keepdims=True)) / np.sqrt(x64.var(axis=(0, 2, 3), keepdims=True) + 1e-5)
+    np.testing.assert_allclose(out, ref, atol=1e-3)
+    layer64 = L.BatchNorm(3, dtype=F64)
+    layer64.params["gamma"][...] = rng.uniform(0.5, 1.5, 3)
+    check_gradients([layer64], rng.standard_normal((2, 3, 3, 4)) + 500)
+
+
+def test_pooling_before_activation_matches_activation_before_pooling():
+    """build_network pools before the activation: same outputs and input gradients."""
+    rng = np.random.default_rng(31)
+    x = distinct(rng, (2, 3, 6, 8))
+    g = rng.standard_normal((2, 3, 3, 4))
+    for act in (L.ReLU, lambda: L.LeakyReLU(0.1), L.Tanh, L.Sigmoid):
+        results = []
+        for chain in ([act(), L.MaxPool2D(2)], [L.MaxPool2D(2), act()]):
+            h = x.copy()
+            for layer in chain:
+                h = layer.forward(h, True)
+            out = h.copy()
+            grad = g.copy()
+            for layer in reversed(chain):
+                grad = layer.backward(grad)
+            results.append((out, grad.copy()))
+        np.testing.assert_allclose(results[0][0], results[1][0], atol=1e-12)
+        np.testing.assert_allclose(results[0][1], results[1][1], atol=1e-12)

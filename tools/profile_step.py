@@ -1,31 +1,37 @@
 """Where one training epoch's time goes, part by part: batch gather, each layer's forward and
-backward, the loss, the optimiser. For work on the speed of the training step (issue 4).
+backward, the loss, the optimiser. For work on the speed of the training step (issues 4, 12).
 
     .venv/bin/python tools/profile_step.py                      # reference preset, BLAS as set
     OPENBLAS_NUM_THREADS=1 .venv/bin/python tools/profile_step.py
     .venv/bin/python tools/profile_step.py --preset default --epochs 3
+    .venv/bin/python tools/profile_step.py --preset best --rows 6400 --epochs 2   # the CNN, < 1 min
+    .venv/bin/python tools/profile_step.py --preset best --rows 6400 --threads 1 --clock cpu
 
 Prints milliseconds per epoch for each part (the minimum over --epochs epochs after one warm-up
-epoch) and, for comparison, the same epoch through Trainer.train_epoch. The timers add about a
-microsecond per part and step.
+epoch), the same per step, and, for comparison, the same epoch through Trainer.train_epoch.
+--rows takes the first rows of the training split only (a CNN epoch of all 37,800 rows takes
+most of a minute); augmentation is always off. The timers add about a microsecond per part
+and step.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import time
 
 import numpy as np
 
+from kit.blas import limit_blas
 from kit.config import make_config
 from kit.data import load_split
 from kit.train import Trainer
 
 
-def profile_epoch(trainer: Trainer, x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> dict[str, float]:
+def profile_epoch(trainer: Trainer, x: np.ndarray, y: np.ndarray, rng: np.random.Generator,
+                  clock=time.perf_counter) -> dict[str, float]:
     """Seconds per part over one epoch of the trainer's step, without augmentation."""
     network, optimizer, batch = trainer.network, trainer.optimizer, trainer.config.batch_size
-    clock = time.perf_counter
     parts: dict[str, float] = {}
     order = rng.permutation(len(x))
     y_order = y[order]
@@ -62,23 +68,38 @@ def main() -> None:
     parser.add_argument("--train", default="data/train.csv")
     parser.add_argument("--preset", default="reference")
     parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--rows", type=int, default=0, help="use only this many training rows (0: all)")
+    parser.add_argument("--threads", type=int, default=0, help="BLAS threads (0: as the process is set)")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="cpu: this process's CPU time, which other processes' load barely changes "
+                             "(meaningful with --threads 1 only: BLAS threads that spin count too)")
     args = parser.parse_args()
     config = make_config(args.preset, augment=False)
     x, y, _, _ = load_split(args.train, config.val_fraction, np.random.default_rng(0))
-    trainer = Trainer(config, x.shape[1], config.epochs, np.random.default_rng(0))
-    rng = np.random.default_rng(1)
-    profile_epoch(trainer, x, y, rng)  # warm-up: buffers allocated, caches filled
-    runs = [profile_epoch(trainer, x, y, rng) for _ in range(args.epochs)]
-    print(f"{args.preset}: {len(x)} rows, batch {config.batch_size}; ms per epoch (min of {args.epochs})")
+    if args.rows:
+        x, y = x[:args.rows], y[:args.rows]
+    with limit_blas(args.threads):
+        trainer = Trainer(config, x.shape[1], config.epochs, np.random.default_rng(0))
+        rng = np.random.default_rng(1)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            clock = time.process_time if args.clock == "cpu" else time.perf_counter
+            profile_epoch(trainer, x, y, rng, clock)  # warm-up: buffers allocated, caches filled
+            runs = [profile_epoch(trainer, x, y, rng, clock) for _ in range(args.epochs)]
+            whole = []
+            for _ in range(args.epochs):
+                started = clock()
+                trainer.train_epoch(2, x, y)
+                whole.append(clock() - started)
+    steps = len(x) // config.batch_size
+    print(f"{args.preset}: {len(x)} rows, batch {config.batch_size}, {steps} steps; "
+          f"min of {args.epochs} epochs, {args.clock} clock: ms per epoch, ms per step")
     for key in runs[0]:
-        print(f"  {key:<28} {min(r[key] for r in runs) * 1e3:8.1f}")
-    print(f"  {'sum of parts':<28} {min(sum(r.values()) for r in runs) * 1e3:8.1f}")
-    whole = []
-    for _ in range(args.epochs):
-        started = time.perf_counter()
-        trainer.train_epoch(2, x, y)
-        whole.append(time.perf_counter() - started)
-    print(f"  {'Trainer.train_epoch':<28} {min(whole) * 1e3:8.1f}")
+        best = min(r[key] for r in runs) * 1e3
+        print(f"  {key:<28} {best:8.1f} {best / steps:8.3f}")
+    total = min(sum(r.values()) for r in runs) * 1e3
+    print(f"  {'sum of parts':<28} {total:8.1f} {total / steps:8.3f}")
+    epoch = min(whole) * 1e3
+    print(f"  {'Trainer.train_epoch':<28} {epoch:8.1f} {epoch / math.ceil(len(x) / config.batch_size):8.3f}")
 
 
 if __name__ == "__main__":
