@@ -39,6 +39,7 @@ from .data import IMAGE_SIDE, N_CLASSES, N_PIXELS
 from .errors import KitError
 from .atomic import atomic_path
 from .network import Model
+from .runs import resolve_model
 
 OPSET = 17
 IR_VERSION = 8
@@ -247,18 +248,10 @@ def build_onnx(model: Model, tta: bool | None = None):
 # --------------------------------------------------------------------------- files
 
 
-def run_folder(model_file: Path) -> Path:
-    """The run folder of a resolved model.npz (models/latest resolved to models/<run-id>)."""
-    folder = model_file.parent
-    if folder.is_symlink():
-        folder = folder.parent / os.readlink(folder)
-    return folder
-
-
 def default_onnx_path(model_file: Path) -> Path:
     """models/<run-id>/model.onnx for models/<run-id>/model.npz (any other name.npz -> name.onnx)."""
     if model_file.name == "model.npz":
-        return run_folder(model_file) / "model.onnx"
+        return model_file.resolve().parent / "model.onnx"
     return model_file.with_suffix(".onnx")
 
 
@@ -269,7 +262,7 @@ def int8_path(onnx_path: Path) -> Path:
 def recorded_train_path(model_file: Path) -> str | None:
     """The train.csv the run's metrics.json names, or None."""
     try:
-        return json.loads((run_folder(model_file) / "metrics.json").read_text())["train_path"]
+        return json.loads((model_file.resolve().parent / "metrics.json").read_text())["train_path"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -283,7 +276,7 @@ def run_rows(model_file: Path, model: Model, train_path: str | os.PathLike | Non
     if train_path is None:
         train_path = recorded_train_path(model_file)
         if train_path is None:
-            raise KitError(f"{run_folder(model_file) / 'metrics.json'}: does not name the run's train.csv; "
+            raise KitError(f"{model_file.resolve().parent / 'metrics.json'}: does not name the run's train.csv; "
                            "give TRAIN=path/to/train.csv")
     if not Path(train_path).is_file():
         raise KitError(f"{train_path}: the run's training file is not there; give TRAIN=path/to/train.csv")
@@ -324,22 +317,6 @@ def quantize_onnx(float_path: Path, out_path: Path, calibration_rows: np.ndarray
         prepared.unlink(missing_ok=True)
 
 
-def resolve_run(model_path: str | os.PathLike) -> Path:
-    """runs.resolve_model, except that models/ holding only `make demo`'s runs gives the demo's
-    latest run (so `make demo && make export` works on a fresh clone)."""
-    from .runs import resolve_model
-
-    try:
-        return resolve_model(model_path)
-    except KitError:
-        demo = Path(model_path) / "demo"
-        if not demo.is_dir():
-            raise
-        model_file = resolve_model(demo)
-        log(f"no run of `make train` in {model_path}/; exporting the demo's latest run ({model_file.parent})")
-        return model_file
-
-
 def export_run(model_path: str | os.PathLike = "models", out_path: str | os.PathLike | None = None,
                quantize: bool = False, train_path: str | os.PathLike | None = None,
                tta: bool | None = None) -> dict:
@@ -350,7 +327,7 @@ def export_run(model_path: str | os.PathLike = "models", out_path: str | os.Path
 
     from .onnx_predict import OnnxModel
 
-    model_file = resolve_run(model_path)
+    model_file = resolve_model(model_path, demo_fallback=True)
     model = Model.load(model_file)
     out = Path(out_path) if out_path else default_onnx_path(model_file)
     if out.suffix != ".onnx":

@@ -87,14 +87,14 @@ class Report:
 
 def find_run_dir(path: str | os.PathLike) -> Path:
     """A run folder, its model.npz, or a models/ folder (its latest run) -> the run folder."""
-    from .runs import resolve_model
+    from .runs import resolve_run_dir
 
     path = Path(path)
     if not path.exists():
         raise KitError(f"{path}: no such run folder; give MODEL=models/<run-id> (`make runs` lists them)")
     if path.is_dir() and any((path / name).exists() for name in ("metrics.json", "history.csv", "config.json")):
         return path.resolve()
-    return resolve_model(path).parent.resolve()
+    return resolve_run_dir(path)
 
 
 def read_run(run_dir: Path) -> Run:

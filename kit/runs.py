@@ -141,8 +141,10 @@ def point_latest(model_dir: Path, run_id: str) -> None:
             handle.write(run_id + "\n")
 
 
-def resolve_model(path: str | os.PathLike) -> Path:
-    """A run folder, a model.npz, or models/ (its latest run) -> the model.npz path."""
+def resolve_model(path: str | os.PathLike, demo_fallback: bool = False) -> Path:
+    """A run folder, a model.npz, or models/ (its latest run) -> the model.npz path. With
+    demo_fallback, a models/ without runs of its own gives `make demo`'s latest run
+    (models/demo/), so that `make demo && make serve` (or `make export`) works on a fresh clone."""
     path = Path(path)
     if path.is_file():
         return path
@@ -152,7 +154,17 @@ def resolve_model(path: str | os.PathLike) -> Path:
         return path / "latest" / "model.npz"
     if (path / "latest.txt").exists():
         return path / (path / "latest.txt").read_text().strip() / "model.npz"
-    raise KitError(f"{path}: no trained model there; run `make train` first (or give MODEL=path/to/run)")
+    if demo_fallback and (path / "demo").is_dir():
+        model_file = resolve_model(path / "demo")
+        log(f"no run of `make train` in {path}/; using the demo's latest run ({model_file.parent})")
+        return model_file
+    raise KitError(f"{path}: no trained model there; run `make demo` (a minute, on the bundled sample) or "
+                   f"`make train` first, or give MODEL=path/to/run")
+
+
+def resolve_run_dir(path: str | os.PathLike, demo_fallback: bool = False) -> Path:
+    """Like resolve_model, but the run's own folder (models/latest followed to models/<run-id>)."""
+    return resolve_model(path, demo_fallback).resolve().parent
 
 
 def validate_run(model_path: str | os.PathLike, train_path: str | os.PathLike,

@@ -46,7 +46,6 @@ from .preprocess import ImageProblem, decode_image, to_mnist
 
 MAX_BODY_BYTES = 1_000_000
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp")
-DEMO_MODELS = Path("models/demo")  # where `make demo` saves its run
 BLANK_MESSAGE = "draw a digit"
 DECODE_SLOTS = 4
 
@@ -431,34 +430,14 @@ class BackgroundServer:
         self.stop()
 
 
-def resolve_for_serving(model_path: str | Path) -> Path:
-    """MODEL= -> model.npz. The default `models` falls back to `make demo`'s models/demo."""
-    from .runs import resolve_model
-
-    try:
-        return resolve_model(model_path)
-    except KitError:
-        if Path(model_path) == Path("models"):
-            try:
-                return resolve_model(DEMO_MODELS)
-            except KitError:
-                raise KitError("no trained model in models/ or models/demo/: run `make demo` (a minute, on the "
-                               "bundled sample) or `make train` first, or give MODEL=path/to/run") from None
-        raise
-
-
 def run_server(model_path: str | Path = "models", host: str = "127.0.0.1", port: int = 8000) -> None:
     """`kit serve`: load the model (one line and no server when it fails), serve until Ctrl-C."""
     from .blas import limit_blas
 
-    model_file = resolve_for_serving(model_path)
-    try:
-        model = Model.load(model_file)
-    except KitError:
-        raise
-    except Exception as error:  # e.g. zipfile.BadZipFile, which Model.load lets through
-        raise KitError(f"{model_file}: not a model file this kit can read ({type(error).__name__}: "
-                       f"{one_line(error, 120)}); train again or give another MODEL=") from None
+    from .runs import resolve_model
+
+    model_file = resolve_model(model_path, demo_fallback=True)
+    model = Model.load(model_file)
     with limit_blas(1):  # one image per call: more BLAS threads only fight the request threads
         app = create_app(model)
         sock = bind(host, port)

@@ -214,7 +214,7 @@ def test_after_make_demo_alone_export_takes_the_demos_run(competition, tmp_path,
     run_dir = train_run(CONFIGS["mlp"](), competition / "train.csv", models / "demo")  # as `make demo` saves it
     assert main(["export", "--model", str(models), "--quantize", "1"]) == 0
     assert (run_dir / "model.onnx").is_file() and (run_dir / "model.int8.onnx").is_file()
-    assert "exporting the demo's latest run" in capsys.readouterr().out
+    assert "using the demo's latest run" in capsys.readouterr().out
     assert main(["export", "--model", str(tmp_path / "empty")]) == 2
     assert "no trained model there" in capsys.readouterr().err
 
