@@ -81,13 +81,15 @@ class SoftmaxCrossEntropy:
         """Softmax of the last forward's logits, (batch, classes)."""
         return self._probs
 
-    def backward(self) -> np.ndarray:
-        """(p - target) / batch, computed in place over the cached probabilities."""
+    def backward(self, rows: int | None = None) -> np.ndarray:
+        """(p - target) / batch, computed in place over the cached probabilities. `rows`
+        divides instead of the batch's own rows: the gradient of the mean over a larger batch
+        this one is a part of (kit.train.Trainer's replicas)."""
         grad, labels = self._probs, self._labels
         n, k = grad.shape
         eps = self.label_smoothing
         if eps:
             grad -= eps / k
         grad[self._rows, labels] -= 1 - eps
-        grad /= n
+        grad /= rows or n
         return grad

@@ -8,6 +8,7 @@ networks (an ensemble) with the config that built them, saved to and loaded from
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import zipfile
@@ -23,7 +24,8 @@ from .atomic import atomic_path
 from .losses import SoftmaxCrossEntropy, softmax
 from .optim import FlatParameters
 
-MODEL_FORMAT = 1
+# 2: a conv block's batch norm follows its max-pool (1: it came before; such models still load)
+MODEL_FORMAT = 2
 
 
 class Network:
@@ -41,8 +43,10 @@ class Network:
         """Mean loss of logits against labels; `predicted`, when given, receives the argmax of every row."""
         return self.loss_fn.forward(logits, labels, predicted)
 
-    def backward(self) -> None:
-        grad = self.loss_fn.backward()
+    def backward(self, rows: int | None = None) -> None:
+        """Gradients of the mean loss over the last forward's rows (or over `rows` rows, of
+        which these are a part)."""
+        grad = self.loss_fn.backward(rows)
         for layer in reversed(self.layers):
             grad = layer.backward(grad)
             if grad is None:
@@ -60,6 +64,19 @@ class Network:
                 layer.params[name] = parameters.value(f"{i}.{name}")
                 layer.grads[name] = parameters.grad(f"{i}.{name}")
         return parameters
+
+    def replica(self) -> "Network":
+        """A network that computes with this one's weights (the same arrays, not copies) into
+        gradients, caches and buffers of its own (its batch-norm running averages are not used):
+        kit.train.Trainer runs it in a second thread on another part of each batch. Its
+        gradients are one flat vector, replica.parameters.grads, laid out as this one's."""
+        twin = copy.deepcopy(self)
+        for i, layer in enumerate(twin.layers):
+            for name in layer.params:
+                layer.params[name] = self.parameters.value(f"{i}.{name}")
+                layer.grads[name] = twin.parameters.grad(f"{i}.{name}")
+        twin.parameters.values = self.parameters.values
+        return twin
 
     def state(self) -> dict[str, np.ndarray]:
         """Every array needed to predict: parameters and buffers, keyed 'layer index.name'."""
@@ -87,8 +104,10 @@ class Network:
         return out
 
 
-def build_network(config: Config, rng: np.random.Generator, dtype=np.float32) -> Network:
-    """The architecture a config describes, with He-initialised weights drawn from `rng`."""
+def build_network(config: Config, rng: np.random.Generator, dtype=np.float32,
+                  model_format: int = MODEL_FORMAT) -> Network:
+    """The architecture a config describes, with He-initialised weights drawn from `rng`.
+    model_format: the layer order of a saved model (see MODEL_FORMAT)."""
     activation = L.ACTIVATIONS[config.activation]
     layers: list[L.Layer] = []
     n_in = N_PIXELS
@@ -97,14 +116,18 @@ def build_network(config: Config, rng: np.random.Generator, dtype=np.float32) ->
         layers.append(L.Reshape((1, IMAGE_SIDE, IMAGE_SIDE)))
         for channels in config.conv_channels:
             for i in range(config.convs_per_block):
+                last = i == config.convs_per_block - 1
                 layers.append(L.Conv2D(channels_in, channels, 3, rng, padding=1,
                                        input_grad=channels_in != 1, dtype=dtype))
+                if last and model_format >= 2:
+                    # pooling first: batch norm and the activation then run on a quarter of the
+                    # pixels (the block's most expensive elementwise passes, 4x fewer)
+                    layers.append(L.MaxPool2D(2))
                 if config.batch_norm:
                     layers.append(L.BatchNorm(channels, dtype=dtype))
-                if i == config.convs_per_block - 1:
+                if last and model_format < 2:
                     # pooling before the block's last activation: the same values and gradients
-                    # (every activation is non-decreasing, so it commutes with max), on a quarter
-                    # of the pixels; layers holding parameters keep their indices
+                    # (every activation is non-decreasing, so it commutes with max)
                     layers.append(L.MaxPool2D(2))
                 layers.append(activation())
                 channels_in = channels
@@ -177,12 +200,16 @@ class Model:
             config = Config.from_dict(json.loads(str(arrays["config_json"])))
             meta = json.loads(str(arrays["meta_json"]))
             n_members = int(arrays["n_members"])
+            model_format = int(arrays.get("format", 1))
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
             raise KitError(f"{path}: not a model file this kit can read ({error}); train again") from None
+        if model_format > MODEL_FORMAT:
+            raise KitError(f"{path}: model format {model_format} comes from a newer kit (this one reads up to "
+                           f"{MODEL_FORMAT}); update the kit (git pull) or train again")
         rng = np.random.default_rng(0)  # weights are overwritten by the stored ones
         members = []
         for m in range(n_members):
-            network = build_network(config, rng)
+            network = build_network(config, rng, model_format=model_format)
             prefix = f"m{m}/"
             network.load_state({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
             members.append(network)

@@ -142,11 +142,11 @@ def test_interrupt_saves_the_best_epoch_so_far(competition, tmp_path, monkeypatc
     calls = {"n": 0}
     n_batches_per_epoch = int(np.ceil(300 / 32))
 
-    def interrupting_backward(self):
+    def interrupting_backward(self, rows=None):
         calls["n"] += 1
         if calls["n"] == 2 * n_batches_per_epoch + 3:
             raise KeyboardInterrupt
-        return real_fit_step(self)
+        return real_fit_step(self, rows)
 
     monkeypatch.setattr(train_module.Network, "backward", interrupting_backward)
     config = make_config("reference", epochs=10, hidden=(32,), batch_size=32, val_fraction=0.25,

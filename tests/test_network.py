@@ -109,3 +109,50 @@ def test_learns_what_only_hidden_layers_can_learn():
 
     linear = LogisticRegression(max_iter=500).fit(x_train, y_train).score(x_val, y_val)
     assert linear < 0.65, linear
+
+
+def test_a_replica_computes_with_the_same_weights_and_its_parts_sum_to_the_whole_gradient():
+    """kit.train.Trainer's data-parallel step: the batch's gradient equals the sum of its parts'
+    gradients, each part's mean taken over the whole batch (without batch norm, which
+    normalises each part by itself)."""
+    _, network = small_network("best", batch_norm=False, dropout=0.0)
+    twin = network.replica()
+    rng = np.random.default_rng(4)
+    x, y = rng.random((12, 784)), rng.integers(0, 10, 12)
+    network.loss(network.forward(x, training=True), y)
+    network.backward()
+    whole = network.parameters.grads.copy()
+    network.loss(network.forward(x[:5], training=True), y[:5])
+    network.backward(12)
+    twin.loss(twin.forward(x[5:], training=True), y[5:])
+    twin.backward(12)
+    assert np.abs(twin.parameters.grads).max() > 1e-3
+    np.testing.assert_allclose(network.parameters.grads + twin.parameters.grads, whole, rtol=1e-9, atol=1e-12)
+    network.parameters.values *= 0.5  # an optimiser step on the network is one on the replica
+    np.testing.assert_array_equal(network.forward(x, training=False), twin.forward(x, training=False))
+
+
+def test_a_model_saved_before_pooling_moved_ahead_of_batch_norm_still_loads(tmp_path, monkeypatch):
+    """Format 1 put a conv block's batch norm before its max-pool: such a file builds that order."""
+    import kit.network as network_module
+    from kit.errors import KitError
+    from kit.network import Model
+
+    config = make_config("best", **SMALL, ensemble=1)
+    old = build_network(config, np.random.default_rng(3), model_format=1)
+    kinds = [type(layer).__name__ for layer in old.layers]
+    assert kinds[1:5] == ["Conv2D", "BatchNorm", "MaxPool2D", "ReLU"]
+    assert [type(layer).__name__ for layer in build_network(config, np.random.default_rng(3)).layers][1:5] == \
+        ["Conv2D", "MaxPool2D", "BatchNorm", "ReLU"]
+    x = np.random.default_rng(5).random((40, 784), dtype=np.float32)
+    for _ in range(3):  # running averages away from their initial values
+        old.forward(x, training=True)
+    monkeypatch.setattr(network_module, "MODEL_FORMAT", 1)
+    Model(config, [old]).save(tmp_path / "old.npz")
+    monkeypatch.undo()
+    np.testing.assert_array_equal(Model.load(tmp_path / "old.npz").predict_proba(x), Model(config, [old]).predict_proba(x))
+    monkeypatch.setattr(network_module, "MODEL_FORMAT", 99)
+    Model(config, [old]).save(tmp_path / "new.npz")
+    monkeypatch.undo()
+    with pytest.raises(KitError, match="model format 99 comes from a newer kit"):
+        Model.load(tmp_path / "new.npz")

@@ -126,10 +126,14 @@ def run_arrays(run_dir: Path) -> dict[str, np.ndarray]:
     (dict(optimizer="adam", schedule="plateau", dropout=0.2, augment=True, epochs=5), 4, (0, "fit", 3)),
     # two members, each refit on all rows for its best epoch count (3 here): stopped in member 2's refit
     (dict(ensemble=2, refit=True, epochs=3, optimizer="momentum", schedule="cosine", lr=0.05), 11, (1, "refit", 1)),
+    # a CNN trained by two replicas (two BLAS threads), with batch norm, dropout and augmentation
+    (dict(arch="cnn", conv_channels=(3, 4), batch_norm=True, dropout=0.2, augment=True, optimizer="adamw",
+          epochs=3, blas_threads=2), 3, (0, "fit", 2)),
 ])
 def test_a_resumed_run_ends_exactly_where_an_unstopped_one_does(competition, tmp_path, monkeypatch, overrides, crash,
                                                                 where):
-    config = make_config("reference", hidden=(16,), batch_size=32, val_fraction=0.2, blas_threads=1, **overrides)
+    config = make_config("reference", **{**dict(hidden=(16,), batch_size=32, val_fraction=0.2, blas_threads=1),
+                                         **overrides})
     whole = train_module.train_run(config, competition / "train.csv", tmp_path / "whole")
     crash_at(monkeypatch, crash)
     with pytest.raises(MemoryError):
