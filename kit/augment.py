@@ -11,6 +11,8 @@ tta_views gives the original and four one-pixel shifts, for test-time augmentati
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from .data import IMAGE_SIDE as SIDE, N_PIXELS
@@ -39,15 +41,16 @@ class _Workspace:
         self.image_offset = (np.arange(n, dtype=np.float32) * (_PADDED * _PADDED))[:, None, None]
 
 
-_workspaces: dict[int, _Workspace] = {}
+_local = threading.local()  # one set of workspaces per thread: the trainer's replicas augment in parallel
 
 
 def _workspace(n: int) -> _Workspace:
-    ws = _workspaces.get(n)
+    workspaces: dict[int, _Workspace] = _local.__dict__.setdefault("workspaces", {})
+    ws = workspaces.get(n)
     if ws is None:
-        if len(_workspaces) >= 4:  # a full batch, a last partial batch, and a couple of others
-            _workspaces.pop(next(iter(_workspaces)))
-        ws = _workspaces[n] = _Workspace(n)
+        if len(workspaces) >= 4:  # a full batch, a last partial batch, and a couple of others
+            workspaces.pop(next(iter(workspaces)))
+        ws = workspaces[n] = _Workspace(n)
     return ws
 
 
@@ -136,18 +139,24 @@ def transform_batch(x: np.ndarray, shift_y, shift_x, angle, scale, out: np.ndarr
     return out
 
 
+def draw_transforms(n: int, rng: np.random.Generator, max_shift: float, max_rotate: float,
+                    max_scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(shift_y, shift_x, angle, scale), each (n,): shifts uniform in +-max_shift pixels,
+    rotation uniform in +-max_rotate degrees, zoom uniform in [1 - max_scale, 1 + max_scale];
+    one draw of `rng`. transform_batch applies them, to a whole batch or to parts of it."""
+    u = rng.random((4, n)) * 2.0 - 1.0  # four uniform numbers in [-1, 1) per image
+    return u[0] * max_shift, u[1] * max_shift, u[2] * max_rotate, 1.0 + u[3] * max_scale
+
+
 def augment_batch(x: np.ndarray, rng: np.random.Generator, max_shift: float, max_rotate: float,
                   max_scale: float, out: np.ndarray | None = None) -> np.ndarray:
-    """A random affine transform per image of x (n, 784): shift uniform in +-max_shift pixels
-    on each axis, rotation uniform in +-max_rotate degrees, zoom uniform in
-    [1 - max_scale, 1 + max_scale], about the image centre; bilinear, zero fill.
+    """A random affine transform per image of x (n, 784) (draw_transforms), about the image
+    centre; bilinear, zero fill.
 
     All randomness comes from one draw of `rng`, so a seeded generator reproduces the batch
     bit for bit. Returns (n, 784), written into `out` when given (it may be x itself).
     """
-    n = len(x)
-    u = rng.random((4, n)) * 2.0 - 1.0  # four uniform numbers in [-1, 1) per image
-    return transform_batch(x, u[0] * max_shift, u[1] * max_shift, u[2] * max_rotate, 1.0 + u[3] * max_scale, out=out)
+    return transform_batch(x, *draw_transforms(len(x), rng, max_shift, max_rotate, max_scale), out=out)
 
 
 def shift_images(x: np.ndarray, dy: int, dx: int) -> np.ndarray:

@@ -145,7 +145,11 @@ def _layer_nodes(graph: _Graph, layer: L.Layer, x: str, shape: tuple[int, ...], 
             raise _unknown(where, layer, f"kernel {w.shape} does not fit input shape {shape}")
         out = graph.node("Conv", [x, graph.const(f"{hint}.w", _f32(w)), graph.const(f"{hint}.b", _f32(b))], hint,
                          kernel_shape=[k, k], pads=[p, p, p, p], strides=[1, 1])
-        return out, (c_out, shape[1] + 2 * p - k + 1, shape[2] + 2 * p - k + 1)
+        side_h, side_w = shape[1] + 2 * p - k + 1, shape[2] + 2 * p - k + 1
+        s = int(_setting(layer, "pool", where))
+        if s > 1:  # the kit fuses the pooling into the convolution; ONNX has its own node
+            out = graph.node("MaxPool", [out], f"{hint}.pool", kernel_shape=[s, s], strides=[s, s])
+        return out, (c_out, side_h // s, side_w // s)
     if kind is L.MaxPool2D:
         s = int(_setting(layer, "size", where))
         if len(shape) != 3:

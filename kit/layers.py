@@ -306,14 +306,43 @@ class BatchNorm(Layer):
         return grad_in
 
 
+def max_with_arg(parts: list[np.ndarray], out: np.ndarray, arg: np.ndarray | None, hit: np.ndarray) -> None:
+    """out = elementwise max of parts; arg (uint8, when given) = index of the first part reaching
+    it, so ties go to the first part; hit is a bool scratch array of out's shape."""
+    if len(parts) == 1:
+        np.copyto(out, parts[0])
+        if arg is not None:
+            arg.fill(0)
+        return
+    if arg is not None:
+        np.greater(parts[1], parts[0], out=arg)  # 1 where the second wins, else 0
+    np.maximum(parts[0], parts[1], out=out)
+    for index in range(2, len(parts)):
+        if arg is not None:
+            np.greater(parts[index], out, out=hit)
+            np.copyto(arg, index, where=hit)
+        np.maximum(out, parts[index], out=out)
+
+
+def spread_by_arg(grad: np.ndarray, arg: np.ndarray, hit: np.ndarray, targets: list[np.ndarray]) -> None:
+    """The backward of max_with_arg: targets[i] = grad where arg == i, else 0."""
+    for index, target in enumerate(targets):
+        np.equal(arg, index, out=hit)
+        np.multiply(grad, hit, out=target)
+
+
 # --------------------------------------------------------------------------- image layers
 
 
 class Conv2D(Layer):
     """2-D convolution (cross-correlation), stride 1, zero padding on every side.
 
-    x: (batch, c_in, h, w) -> (batch, c_out, h + 2 padding - k + 1, w + 2 padding - k + 1).
-    Parameters: "w" (c_out, c_in, k, k), He-initialised (std sqrt(2 / (c_in k k))), and "b" (c_out,).
+    x: (batch, c_in, h, w) -> (batch, c_out, h + 2 padding - k + 1, w + 2 padding - k + 1), or
+    with pool = s > 1 that max-pooled over s x s windows: (batch, c_out, h' // s, w' // s), the
+    same values and gradients as this layer with pool 1 followed by MaxPool2D(s), but pooled
+    from the matmul's own layout, so a quarter as much is transposed both ways (~10% of a CNN
+    step). Parameters: "w" (c_out, c_in, k, k), He-initialised (std sqrt(2 / (c_in k k))), and
+    "b" (c_out,).
 
     im2col on "wide rows": the input goes into a zero-bordered buffer (padded width wp), and the
     output is computed on an (h', wp) grid whose last k-1 columns are discarded. Then the patch
@@ -336,14 +365,16 @@ class Conv2D(Layer):
     eval_chunk_elements = 1 << 23
 
     def __init__(self, c_in: int, c_out: int, kernel: int, rng: np.random.Generator, padding: int = 0,
-                 input_grad: bool = True, dtype=np.float32) -> None:
+                 input_grad: bool = True, pool: int = 1, dtype=np.float32) -> None:
         super().__init__()
         std = np.sqrt(2.0 / (c_in * kernel * kernel))
         self.params["w"] = (rng.standard_normal((c_out, c_in, kernel, kernel)) * std).astype(dtype)
         self.params["b"] = np.zeros(c_out, dtype=dtype)
         self.grads["w"] = np.zeros_like(self.params["w"])
         self.grads["b"] = np.zeros_like(self.params["b"])
-        self.c_in, self.c_out, self.kernel, self.padding = c_in, c_out, kernel, padding
+        if pool < 1 or pool > 255:
+            raise ValueError(f"Conv2D pool {pool}: must be in 1..255")
+        self.c_in, self.c_out, self.kernel, self.padding, self.pool = c_in, c_out, kernel, padding, pool
         self.input_grad = input_grad
 
     def _zeroed(self, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
@@ -388,14 +419,14 @@ class Conv2D(Layer):
         n, c, h, w = x.shape
         if c != self.c_in:
             raise ValueError(f"Conv2D expects {self.c_in} input channels, got {c}")
-        c_out = self.c_out
+        c_out, s = self.c_out, self.pool
         _, wp, h_out, w_out = self._geometry(h, w)
         dtype = np.result_type(x, self.params["w"])
         # [w | b] as one (c_out, c_in*k*k + 1) matrix, against the columns' trailing row of ones
         w_ext = self._buffer("w_ext", (c_out, self.params["w"][0].size + 1), dtype)
         w_ext[:, :-1] = self.params["w"].reshape(c_out, -1)
         w_ext[:, -1] = self.params["b"]
-        out = self._buffer("out", (n, c_out, h_out, w_out), dtype)
+        out = self._buffer("out", (n, c_out, h_out // s, w_out // s), dtype)
         self._x_shape = x.shape
         self._trained = training
         chunk = n if training else max(1, self.eval_chunk_elements // (w_ext.shape[1] * h_out * wp))
@@ -405,21 +436,51 @@ class Conv2D(Layer):
             cols = self._columns(xs.astype(dtype, copy=False))
             prod = self._buffer("prod", (c_out, m * h_out * wp), dtype)
             np.matmul(w_ext, cols, out=prod)
-            # (c_out, m, h', wp) -> drop the k-1 extra columns -> (m, c_out, h', w')
-            np.copyto(out[start:start + m], prod.reshape(c_out, m, h_out, wp)[:, :, :, :w_out].transpose(1, 0, 2, 3))
+            wide = prod.reshape(c_out, m, h_out, wp)
+            if s > 1:
+                wide = self._pool_forward(wide, w_out, training)
+            # (c_out, m, h', wp or w') -> drop the extra columns -> (m, c_out, h', w')
+            np.copyto(out[start:start + m], wide[:, :, :, :out.shape[3]].transpose(1, 0, 2, 3))
         return out
+
+    def _pool_forward(self, wide: np.ndarray, w_out: int, training: bool) -> np.ndarray:
+        """Max over s x s windows of the product in its own (c_out, n, h', wp) layout, before it is
+        transposed (a quarter of the values to move for s = 2): first down the rows (whole
+        contiguous rows), then along them, keeping the winners' indices for backward."""
+        s = self.pool
+        c_out, m, h_out, _ = wide.shape
+        hq, wq = h_out // s, w_out // s
+        rows = self._buffer("pool_rows", (c_out, m, hq, wq * s), wide.dtype)
+        row_arg = self._buffer("row_arg", rows.shape, np.uint8) if training else None
+        max_with_arg([wide[:, :, a:hq * s:s, :wq * s] for a in range(s)], rows, row_arg,
+                     self._buffer("row_hit", rows.shape, np.bool_))
+        pooled = self._buffer("pooled", (c_out, m, hq, wq), wide.dtype)
+        col_arg = self._buffer("col_arg", pooled.shape, np.uint8) if training else None
+        max_with_arg([rows[:, :, :, b::s] for b in range(s)], pooled, col_arg,
+                     self._buffer("col_hit", pooled.shape, np.bool_))
+        return pooled
 
     def backward(self, grad: np.ndarray) -> np.ndarray | None:
         if not getattr(self, "_trained", False):
             raise RuntimeError("Conv2D.backward needs a forward with training=True first")
-        n, c_out, h_out, w_out = grad.shape
+        n, c_out = grad.shape[:2]
         c, h, w = self._x_shape[1:]
-        k, p = self.kernel, self.padding
-        hp, wp, _, _ = self._geometry(h, w)
+        k, p, s = self.kernel, self.padding, self.pool
+        hp, wp, h_out, w_out = self._geometry(h, w)
         cols = self._scratch["cols"]
-        # the gradient in the columns' layout, (c_out, n, h', wp); the k-1 extra columns stay zero
+        # the gradient in the columns' layout, (c_out, n, h', wp); the k-1 extra columns (and the
+        # rows and columns a pooling window left out) stay zero
         grad_t = self._zeroed("grad_t", (c_out, n, h_out, wp), grad.dtype)
-        np.copyto(grad_t[:, :, :, :w_out], grad.transpose(1, 0, 2, 3))  # (n, c_out, ...) -> (c_out, n, ...)
+        grad_cn = grad.transpose(1, 0, 2, 3)  # (n, c_out, ...) -> (c_out, n, ...)
+        if s == 1:
+            np.copyto(grad_t[:, :, :, :w_out], grad_cn)
+        else:  # each window's gradient to its winner, as max_with_arg picked it
+            hq, wq = grad.shape[2:]
+            rows = self._buffer("grad_rows", (c_out, n, hq, wq * s), grad.dtype)
+            spread_by_arg(grad_cn, self._scratch["col_arg"], self._scratch["col_hit"],
+                          [rows[:, :, :, b::s] for b in range(s)])
+            spread_by_arg(rows, self._scratch["row_arg"], self._scratch["row_hit"],
+                          [grad_t[:, :, a:hq * s:s, :wq * s] for a in range(s)])
         grad_t = grad_t.reshape(c_out, -1)
         # [grad_w | grad_b] transposed, (c_in*k*k + 1, c_out): the ones row sums the bias gradient
         grad_ext = self._buffer("grad_ext", (cols.shape[0], c_out), grad.dtype)
@@ -467,22 +528,6 @@ class MaxPool2D(Layer):
             raise ValueError(f"MaxPool2D size {size}: must be in 1..255")
         self.size = size
 
-    def _reduce(self, parts: list[np.ndarray], out: np.ndarray, arg: np.ndarray | None, hit: np.ndarray) -> None:
-        """out = elementwise max of parts; arg = index of the first part reaching it (when given)."""
-        if len(parts) == 1:
-            np.copyto(out, parts[0])
-            if arg is not None:
-                arg.fill(0)
-            return
-        if arg is not None:
-            np.greater(parts[1], parts[0], out=arg)  # 1 where the second wins, else 0
-        np.maximum(parts[0], parts[1], out=out)
-        for index in range(2, len(parts)):
-            if arg is not None:
-                np.greater(parts[index], out, out=hit)
-                np.copyto(arg, index, where=hit)
-            np.maximum(out, parts[index], out=out)
-
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         s = self.size
         n, c, h, w = x.shape
@@ -493,12 +538,12 @@ class MaxPool2D(Layer):
         rows = self._buffer("rows", (n, c, h_out, w_out * s), x.dtype)
         row_arg = self._buffer("row_arg", rows.shape, np.uint8) if training else None
         row_hit = self._buffer("row_hit", rows.shape, np.bool_)
-        self._reduce([x[:, :, a:h_out * s:s, :w_out * s] for a in range(s)], rows, row_arg, row_hit)
+        max_with_arg([x[:, :, a:h_out * s:s, :w_out * s] for a in range(s)], rows, row_arg, row_hit)
         # pass 2: max over the s columns -> (n, c, h', w')
         out = self._buffer("out", (n, c, h_out, w_out), x.dtype)
         col_arg = self._buffer("col_arg", out.shape, np.uint8) if training else None
         col_hit = self._buffer("col_hit", out.shape, np.bool_)
-        self._reduce([rows[:, :, :, b::s] for b in range(s)], out, col_arg, col_hit)
+        max_with_arg([rows[:, :, :, b::s] for b in range(s)], out, col_arg, col_hit)
         return out
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
@@ -510,17 +555,13 @@ class MaxPool2D(Layer):
         col_arg, col_hit = self._scratch["col_arg"], self._scratch["col_hit"]
         row_arg, row_hit = self._scratch["row_arg"], self._scratch["row_hit"]
         rows = self._buffer("grad_rows", row_arg.shape, grad.dtype)
-        for b in range(s):
-            np.equal(col_arg, b, out=col_hit)
-            np.multiply(grad, col_hit, out=rows[:, :, :, b::s])
+        spread_by_arg(grad, col_arg, col_hit, [rows[:, :, :, b::s] for b in range(s)])
         grad_in = self._buffer("grad_in", self._x_shape, grad.dtype)
         if h != h_out * s:
             grad_in[:, :, h_out * s:, :] = 0
         if w != w_out * s:
             grad_in[:, :, :, w_out * s:] = 0
-        for a in range(s):
-            np.equal(row_arg, a, out=row_hit)
-            np.multiply(rows, row_hit, out=grad_in[:, :, a:h_out * s:s, :w_out * s])
+        spread_by_arg(rows, row_arg, row_hit, [grad_in[:, :, a:h_out * s:s, :w_out * s] for a in range(s)])
         return grad_in
 
 

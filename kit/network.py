@@ -24,7 +24,8 @@ from .atomic import atomic_path
 from .losses import SoftmaxCrossEntropy, softmax
 from .optim import FlatParameters
 
-# 2: a conv block's batch norm follows its max-pool (1: it came before; such models still load)
+# 2: a conv block's max-pool is fused into its last convolution, ahead of batch norm (1: a
+# MaxPool2D layer after batch norm; such models still load, in that order)
 MODEL_FORMAT = 2
 
 
@@ -117,17 +118,15 @@ def build_network(config: Config, rng: np.random.Generator, dtype=np.float32,
         for channels in config.conv_channels:
             for i in range(config.convs_per_block):
                 last = i == config.convs_per_block - 1
-                layers.append(L.Conv2D(channels_in, channels, 3, rng, padding=1,
-                                       input_grad=channels_in != 1, dtype=dtype))
-                if last and model_format >= 2:
-                    # pooling first: batch norm and the activation then run on a quarter of the
-                    # pixels (the block's most expensive elementwise passes, 4x fewer)
-                    layers.append(L.MaxPool2D(2))
+                fused = last and model_format >= 2
+                layers.append(L.Conv2D(channels_in, channels, 3, rng, padding=1, input_grad=channels_in != 1,
+                                       pool=2 if fused else 1, dtype=dtype))
+                # the block's 2x2 max-pool comes right after its last convolution (fused into it),
+                # so batch norm and the activation run on a quarter of the pixels
                 if config.batch_norm:
                     layers.append(L.BatchNorm(channels, dtype=dtype))
-                if last and model_format < 2:
-                    # pooling before the block's last activation: the same values and gradients
-                    # (every activation is non-decreasing, so it commutes with max)
+                if last and not fused:
+                    # format 1: pooling before the block's last activation, after batch norm
                     layers.append(L.MaxPool2D(2))
                 layers.append(activation())
                 channels_in = channels

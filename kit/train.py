@@ -19,6 +19,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from . import layers as L
+from .augment import draw_transforms, transform_batch
 from .blas import blas_threads_now, limit_blas
 from .config import Config, describe
 from .console import log
@@ -89,17 +90,22 @@ class Trainer:
     # a part of a batch smaller than this is not worth a thread (and batch norm needs rows)
     min_part_rows = 8
 
-    def step(self, xb: np.ndarray, yb: np.ndarray, lr: float, predicted: np.ndarray | None = None) -> float:
+    def step(self, xb: np.ndarray, yb: np.ndarray, lr: float, predicted: np.ndarray | None = None,
+             transforms: tuple[np.ndarray, ...] | None = None) -> float:
         """One gradient step on a batch (xb (b, 784) float32, yb (b,)): forward, loss, backward,
         update with learning rate lr. Returns the batch's mean loss; `predicted` (b,), when
-        given, receives the predictions."""
+        given, receives the predictions. `transforms` (kit.augment.draw_transforms for b rows)
+        augments the batch first, each part in its own thread."""
         n_parts = min(1 + len(self.twins), len(xb) // self.min_part_rows) or 1
         bounds = [len(xb) * i // n_parts for i in range(n_parts + 1)]
 
         def part(network: Network, i: int) -> float:
             lo, hi = bounds[i], bounds[i + 1]
             out = None if predicted is None else predicted[lo:hi]
-            loss = network.loss(network.forward(xb[lo:hi], training=True), yb[lo:hi], out)
+            x_part = xb[lo:hi]
+            if transforms is not None:
+                x_part = transform_batch(x_part, *(t[lo:hi] for t in transforms), out=self.augmented[lo:hi])
+            loss = network.loss(network.forward(x_part, training=True), yb[lo:hi], out)
             network.backward(len(xb))  # each part's share of the whole batch's mean gradient
             return loss
 
@@ -120,17 +126,14 @@ class Trainer:
         if len(self.predicted) != n_rows:
             self.predicted = np.empty(n_rows, dtype=np.intp)
         predicted = self.predicted
-        augment = None
-        if config.augment:
-            from .augment import augment_batch as augment
         for twin in self.twins:  # drawn from the run's rng, so a resumed epoch draws the same masks
             for layer in twin.layers:
                 if isinstance(layer, L.Dropout):
                     layer.rng = np.random.default_rng(self.rng.integers(1 << 63))
         with limit_blas(1) if self.twins else contextlib.nullcontext():
-            return self._epoch(epoch, x, y_order, order, predicted, augment)
+            return self._epoch(epoch, x, y_order, order, predicted)
 
-    def _epoch(self, epoch, x, y_order, order, predicted, augment) -> tuple[float, float]:
+    def _epoch(self, epoch, x, y_order, order, predicted) -> tuple[float, float]:
         config, schedule = self.config, self.schedule
         batch_size, n_rows = config.batch_size, len(x)
         n_batches = math.ceil(n_rows / batch_size)
@@ -141,11 +144,12 @@ class Trainer:
             stop = min(start + batch_size, n_rows)
             # the indices are valid, and mode="clip" spares take() its bounds-checked extra copy
             xb = np.take(x, order[start:stop], axis=0, out=self.batch_x[:stop - start], mode="clip")
-            if augment is not None:
-                xb = augment(xb, self.rng, config.max_shift, config.max_rotate, config.max_scale,
-                             out=self.augmented[:stop - start])
+            transforms = None
+            if config.augment:
+                transforms = draw_transforms(stop - start, self.rng, config.max_shift, config.max_rotate,
+                                             config.max_scale)
             self.lr = schedule.lr(epoch - 1 + b / n_batches)
-            loss_sum += self.step(xb, y_order[start:stop], self.lr, predicted[start:stop]) * (stop - start)
+            loss_sum += self.step(xb, y_order[start:stop], self.lr, predicted[start:stop], transforms) * (stop - start)
             if not batches.disable and b % 20 == 0:
                 correct += int(np.count_nonzero(predicted[counted:stop] == y_order[counted:stop]))
                 counted = stop

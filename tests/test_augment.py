@@ -146,3 +146,14 @@ def test_large_batches_go_in_exact_parts():
     np.testing.assert_array_equal(out[4098], shift_images(x[4098:4099], 1, 0)[0])
     np.testing.assert_array_equal(out[4099], shift_images(x[4099:4100], -2, 0)[0])
     np.testing.assert_array_equal(out[1], shift_images(x[1:2], -2, 0)[0])
+
+
+def test_a_batch_augmented_in_parts_equals_the_whole_batch_augmented():
+    """kit.train.Trainer draws a batch's transforms once and lets each replica resample its part."""
+    from kit.augment import draw_transforms
+
+    x = np.random.default_rng(3).random((10, 784), dtype=np.float32)
+    whole = augment_batch(x, np.random.default_rng(9), 2.0, 10.0, 0.1)
+    transforms = draw_transforms(10, np.random.default_rng(9), 2.0, 10.0, 0.1)
+    parts = np.concatenate([transform_batch(x[lo:hi], *(t[lo:hi] for t in transforms)) for lo, hi in ((0, 4), (4, 10))])
+    np.testing.assert_array_equal(parts, whole)

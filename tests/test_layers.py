@@ -333,6 +333,43 @@ def test_conv_float32_matches_float64():
     np.testing.assert_allclose(layer32.grads["w"], layer64.grads["w"], rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("pool, padding, shape, input_grad", [
+    (2, 1, (3, 2, 6, 6), True), (2, 0, (2, 2, 7, 8), True), (3, 1, (2, 3, 7, 5), True), (2, 1, (2, 1, 6, 6), False)])
+def test_conv_with_pool_is_conv_then_maxpool(pool, padding, shape, input_grad):
+    """The fused pooling: the same outputs and gradients (weights, bias, input) as the two layers,
+    in float64 to the last bit's neighbourhood, ties included (a blank image region gives every
+    position of a window the same value, the bias)."""
+    rng = np.random.default_rng(21)
+    c_in = shape[1]
+    fused = L.Conv2D(c_in, 4, 3, np.random.default_rng(0), padding=padding, input_grad=input_grad, pool=pool, dtype=F64)
+    plain = L.Conv2D(c_in, 4, 3, np.random.default_rng(0), padding=padding, input_grad=input_grad, dtype=F64)
+    fused.params["b"][...] = plain.params["b"][...] = rng.standard_normal(4)
+    x = rng.standard_normal(shape)
+    x[0] = 0.0  # a blank image: four-way ties in every window
+    pooling = L.MaxPool2D(pool)
+    expected = pooling.forward(plain.forward(x, True), True)
+    out = fused.forward(x, True)
+    np.testing.assert_allclose(out, expected, rtol=0, atol=1e-12)
+    g = rng.standard_normal(out.shape)
+    grad_fused = fused.backward(g)
+    grad_plain = plain.backward(pooling.backward(g))
+    for name in ("w", "b"):
+        np.testing.assert_allclose(fused.grads[name], plain.grads[name], rtol=0, atol=1e-12)
+    if input_grad:
+        np.testing.assert_allclose(grad_fused, grad_plain, rtol=0, atol=1e-12)
+    else:
+        assert grad_fused is None
+    fused.eval_chunk_elements = 1  # evaluation, one image per chunk
+    np.testing.assert_allclose(fused.forward(x, False), expected, rtol=0, atol=1e-12)
+
+
+def test_conv_with_pool_gradients():
+    rng = np.random.default_rng(22)
+    layer = L.Conv2D(2, 3, 3, rng, padding=1, pool=2, dtype=F64)
+    layer.params["b"][...] = rng.standard_normal(3)
+    check_gradients([layer], rng.standard_normal((2, 2, 6, 5)))
+
+
 # --------------------------------------------------------------------------- max pooling
 
 
