@@ -9,6 +9,7 @@ are not weight-decayed.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -71,14 +72,30 @@ class Optimizer:
         self.t = 0
         self.scratch = [np.empty_like(p) for p, _, _ in self.groups]
 
-    def step(self, lr: float) -> None:
+    def step(self, lr: float, parts: int = 1, run: Callable[[list[Callable[[], None]]], None] | None = None) -> None:
+        """Update every parameter from its gradient. With `parts` > 1 each group is cut into
+        that many slices, and `run` receives one task per slice index, to run them at once (the
+        trainer's threads: every update is elementwise, so slices are independent)."""
         self.t += 1
         if self.grad_clip:
             self._clip()
-        for i, (param, grad, decay) in enumerate(self.groups):
-            self.update(i, param, grad, decay, lr)
 
-    def update(self, i: int, param: np.ndarray, grad: np.ndarray, decay: bool, lr: float) -> None:
+        def task(k: int) -> Callable[[], None]:
+            def update_slices() -> None:
+                for i, (param, grad, decay) in enumerate(self.groups):
+                    sl = slice(len(param) * k // parts, len(param) * (k + 1) // parts)
+                    self.update(i, sl, param[sl], grad[sl], decay, lr)
+            return update_slices
+
+        tasks = [task(k) for k in range(parts)]
+        if run is None:
+            for update_slices in tasks:
+                update_slices()
+        else:
+            run(tasks)
+
+    def update(self, i: int, sl: slice, param: np.ndarray, grad: np.ndarray, decay: bool, lr: float) -> None:
+        """Update param = group i's values[sl] from grad = its grads[sl] (moments: [i][sl])."""
         raise NotImplementedError
 
     def state(self) -> dict[str, np.ndarray]:
@@ -101,10 +118,10 @@ class Optimizer:
         if norm > self.grad_clip:
             grads *= self.grad_clip / norm
 
-    def _l2(self, i: int, param: np.ndarray, grad: np.ndarray, decay: bool) -> None:
+    def _l2(self, i: int, sl: slice, param: np.ndarray, grad: np.ndarray, decay: bool) -> None:
         """Coupled L2: add weight_decay * param to the gradient."""
         if decay and self.weight_decay:
-            tmp = self.scratch[i]
+            tmp = self.scratch[i][sl]
             np.multiply(param, self.weight_decay, out=tmp)
             grad += tmp
 
@@ -112,8 +129,8 @@ class Optimizer:
 class SGD(Optimizer):
     """Plain mini-batch gradient descent (the reference): param -= lr * grad."""
 
-    def update(self, i, param, grad, decay, lr):
-        self._l2(i, param, grad, decay)
+    def update(self, i, sl, param, grad, decay, lr):
+        self._l2(i, sl, param, grad, decay)
         grad *= lr
         param -= grad
 
@@ -128,9 +145,9 @@ class Momentum(Optimizer):
         super().__init__(parameters, **kwargs)
         self.velocity = [np.zeros_like(p) for p, _, _ in self.groups]
 
-    def update(self, i, param, grad, decay, lr):
-        self._l2(i, param, grad, decay)
-        v, tmp = self.velocity[i], self.scratch[i]
+    def update(self, i, sl, param, grad, decay, lr):
+        self._l2(i, sl, param, grad, decay)
+        v, tmp = self.velocity[i][sl], self.scratch[i][sl]
         v *= self.momentum
         v += grad
         if self.nesterov:
@@ -161,22 +178,22 @@ class Adam(Optimizer):
         self.m = [np.zeros_like(p) for p, _, _ in self.groups]
         self.v = [np.zeros_like(p) for p, _, _ in self.groups]
 
-    def step(self, lr):
+    def step(self, lr, parts=1, run=None):
         b1, b2 = self.momentum, self.beta2
         t = self.t + 1
         # fold both bias corrections into one step size (Kingma & Ba, section 2)
         self._step_size = lr * math.sqrt(1 - b2**t) / (1 - b1**t)
         self._eps_hat = self.eps * math.sqrt(1 - b2**t)
-        super().step(lr)
+        super().step(lr, parts, run)
 
-    def update(self, i, param, grad, decay, lr):
+    def update(self, i, sl, param, grad, decay, lr):
         b1, b2 = self.momentum, self.beta2
         if self.decoupled:
             if decay and self.weight_decay:
                 param *= 1 - lr * self.weight_decay
         else:
-            self._l2(i, param, grad, decay)
-        m, v, tmp = self.m[i], self.v[i], self.scratch[i]
+            self._l2(i, sl, param, grad, decay)
+        m, v, tmp = self.m[i][sl], self.v[i][sl], self.scratch[i][sl]
         np.multiply(grad, 1 - b1, out=tmp)
         m *= b1
         m += tmp

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +83,12 @@ class Trainer:
             self.twins = [self.network.replica() for _ in range(blas_threads_now() - 1)]
         self.helpers = ThreadPoolExecutor(len(self.twins), thread_name_prefix="kit-replica") if self.twins else None
 
+    def _on_threads(self, tasks: list[Callable[[], Any]]) -> list[Any]:
+        """Run the tasks at once, the first in this thread and the others on the helper threads;
+        their results in order (a task's exception is raised here)."""
+        futures = [self.helpers.submit(task) for task in tasks[1:]]
+        return [tasks[0]()] + [future.result() for future in futures]
+
     def close(self) -> None:
         """Stop the replicas' threads (they also end with the process)."""
         if self.helpers is not None:
@@ -109,11 +116,21 @@ class Trainer:
             network.backward(len(xb))  # each part's share of the whole batch's mean gradient
             return loss
 
-        futures = [self.helpers.submit(part, self.twins[i - 1], i) for i in range(1, n_parts)]
-        losses = [part(self.network, 0)] + [future.result() for future in futures]
-        for twin in self.twins[:n_parts - 1]:
-            self.network.parameters.grads += twin.parameters.grads
-        self.optimizer.step(lr)
+        networks = [self.network] + self.twins
+        losses = self._on_threads([lambda i=i: part(networks[i], i) for i in range(n_parts)])
+        if n_parts == 1:
+            self.optimizer.step(lr)
+        else:
+            grads = self.network.parameters.grads
+            total = len(grads)
+
+            def add_twins(k: int) -> None:  # the parts' gradients summed, a slice per thread
+                sl = slice(total * k // n_parts, total * (k + 1) // n_parts)
+                for twin in self.twins[:n_parts - 1]:
+                    grads[sl] += twin.parameters.grads[sl]
+
+            self._on_threads([lambda k=k: add_twins(k) for k in range(n_parts)])
+            self.optimizer.step(lr, n_parts, self._on_threads)
         return sum(loss * (bounds[i + 1] - bounds[i]) for i, loss in enumerate(losses)) / len(xb)
 
     def train_epoch(self, epoch: int, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:

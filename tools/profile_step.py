@@ -6,6 +6,11 @@ backward, the loss, the optimiser. For work on the speed of the training step (i
     .venv/bin/python tools/profile_step.py --preset default --epochs 3
     .venv/bin/python tools/profile_step.py --preset best --rows 6400 --epochs 2   # the CNN, < 1 min
     .venv/bin/python tools/profile_step.py --preset best --rows 6400 --threads 1 --clock cpu
+    .venv/bin/python tools/profile_step.py --preset best --rows 3200 --batch 64 --threads 1   # one replica
+
+The parts are those of one network on the whole batch; with two or more BLAS threads a CNN
+trains as replicas (kit.train.Trainer), each one thread on a part of the batch, which the
+last line (Trainer.train_epoch) includes.
 
 Prints milliseconds per epoch for each part (the minimum over --epochs epochs after one warm-up
 epoch), the same per step, and, for comparison, the same epoch through Trainer.train_epoch.
@@ -70,11 +75,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--rows", type=int, default=0, help="use only this many training rows (0: all)")
     parser.add_argument("--threads", type=int, default=0, help="BLAS threads (0: as the process is set)")
+    parser.add_argument("--batch", type=int, default=0,
+                        help="batch size instead of the preset's (a CNN replica's part: --batch 64 --threads 1)")
     parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                         help="cpu: this process's CPU time, which other processes' load barely changes "
                              "(meaningful with --threads 1 only: BLAS threads that spin count too)")
     args = parser.parse_args()
-    config = make_config(args.preset, augment=False)
+    config = make_config(args.preset, augment=False, batch_size=args.batch or None)
     x, y, _, _ = load_split(args.train, config.val_fraction, np.random.default_rng(0))
     if args.rows:
         x, y = x[:args.rows], y[:args.rows]
