@@ -48,6 +48,12 @@ CACHE_TARGET = 20.0  # cached load at least this many times faster than parsing 
 PREDICT_TARGET = 0.2  # seconds to predict the 28,000 test rows (reference network)
 RSS_TARGET_MB = 500.0  # peak RSS of `make train`
 FIRST_BATCH_TARGET = 1.0  # seconds from starting `kit train` (cached data) to its first batch
+BEST_ACCURACY_TARGET = 0.996  # the best preset: mean validation accuracy over BEST_SEEDS seeds ...
+BEST_SECONDS_TARGET = 900.0  # ... each run within a quarter of an hour of wall time
+BEST_SEEDS = 2
+CNN_LABEL = "best preset's CNN, no augmentation"
+TORCH_TARGET = 1.0  # the best preset's CNN epoch / PyTorch's on the same network (tools/cnn_race.py)
+PEER_RECORD = "cnn_peer.json"  # in bench/: what tools/cnn_race.py --record measured
 
 
 @dataclass
@@ -130,24 +136,27 @@ def cnn_products(config: Config, batch: int, rng: np.random.Generator) -> tuple[
     true output size (n*h*w columns, no padding columns): forward w (c_out, c_in*9) @ columns,
     weight gradient columns @ grad.T, input gradient w.T @ grad (not for the first, whose input
     is the pixels); 2x2 pooling halves the side; then the dense layers as the MLP floor counts
-    them, the first with its input gradient (the convolutions need it)."""
+    them, the first with its input gradient (the convolutions need it). CONVS_PER_BLOCK
+    convolutions per block, the pooling after the block's last."""
     from .data import IMAGE_SIDE
 
     calls, flops = [], 0.0
     side, c_in = IMAGE_SIDE, 1
     f32 = np.float32
-    for i, c_out in enumerate(config.conv_channels):
-        k, cols = c_in * 9, batch * side * side
-        w = rng.random((c_out, k), dtype=f32)
-        x_cols = rng.random((k, cols), dtype=f32)
-        g = rng.random((c_out, cols), dtype=f32)
-        calls.append((w, x_cols, np.empty((c_out, cols), f32)))
-        calls.append((x_cols, g.T, np.empty((k, c_out), f32)))
-        flops += 4.0 * c_out * k * cols
-        if i > 0:
-            calls.append((w.T, g, np.empty((k, cols), f32)))
-            flops += 2.0 * c_out * k * cols
-        side, c_in = side // 2, c_out
+    for c_out in config.conv_channels:
+        for _ in range(config.convs_per_block):
+            k, cols = c_in * 9, batch * side * side
+            w = rng.random((c_out, k), dtype=f32)
+            x_cols = rng.random((k, cols), dtype=f32)
+            g = rng.random((c_out, cols), dtype=f32)
+            calls.append((w, x_cols, np.empty((c_out, cols), f32)))
+            calls.append((x_cols, g.T, np.empty((k, c_out), f32)))
+            flops += 4.0 * c_out * k * cols
+            if c_in > 1:
+                calls.append((w.T, g, np.empty((k, cols), f32)))
+                flops += 2.0 * c_out * k * cols
+            c_in = c_out
+        side //= 2
     sizes = [c_in * side * side, *config.hidden, N_CLASSES]
     for a, b in zip(sizes[:-1], sizes[1:]):
         x = rng.random((batch, a), dtype=f32)
@@ -324,11 +333,10 @@ def speed_bench(train_path: str | os.PathLike, sizes: SpeedSizes | None = None, 
             # which a busy machine takes away first
             ("reference, batch 64, 1 BLAS thread", make_config("reference", batch_size=64), 1)]
     # the best preset's network (issue 12), without augmentation so the floor counts all its work
-    cnn_label = "best preset's CNN, no augmentation"
-    runs.append((cnn_label, make_config("best", augment=False), None))
+    runs.append((CNN_LABEL, make_config("best", augment=False), None))
     result["epochs"] = []
     for label, config, threads in runs:
-        rows, n_epochs = (sizes.cnn_rows or len(x), sizes.cnn_epochs) if label == cnn_label else (len(x), sizes.epochs)
+        rows, n_epochs = (sizes.cnn_rows or len(x), sizes.cnn_epochs) if label == CNN_LABEL else (len(x), sizes.epochs)
         say(f"speed: {label}: {n_epochs} timed epochs on {rows} rows ...")
         timing = time_epochs(config, x[:rows], y[:rows], n_epochs, threads=threads)
         timing.update(label=label, preset=config.preset, network=_network_text(config))
@@ -383,6 +391,14 @@ def speed_markdown(result: dict) -> str:
         if "ratio" in run:
             value += f" = **{run['ratio']:.2f}× floor**"
         rows.append((what, value, target))
+        peer = result.get("peer")
+        if peer and run["label"] == CNN_LABEL:
+            rows.append((f"the same network in PyTorch {peer['torch']} CPU ({peer['torch_threads']} threads), "
+                         f"`tools/cnn_race.py` on {peer['measured'][:10]}, {peer['machine']['cpu']}: "
+                         f"{peer['rows']} rows, {len(peer['rounds'])} interleaved rounds",
+                         f"kit/PyTorch **{peer['median_kit_over_torch']:.2f}×** (the kit then "
+                         f"{peer['median_kit_over_floor']:.2f}× its floor; now {run.get('ratio', float('nan')):.2f}×)",
+                         f"≤ {TORCH_TARGET:.1f}×"))
     load = result["load"]
     rows.append(("train.csv: parse the CSV (pandas C parser + checks)", spread(load["parse_seconds"]) + " s", ""))
     rows.append(("train.csv: load the binary cache", spread(load["cached_seconds"], "{:.4f}") + " s"
@@ -419,15 +435,17 @@ def speed_markdown(result: dict) -> str:
 
 def accuracy_bench(train_path: str | os.PathLike, presets: list[str], seeds: int, n_jobs: int = 1,
                    epochs: int | None = None, say=print) -> dict:
-    """Train each preset (the default one over `seeds` seeds, the others with seed 0) as
+    """Train each preset (the default one over `seeds` seeds, the best one over BEST_SEEDS, the
+    others with seed 0) as
     `make train` does, in a temporary model folder; collect best epoch, validation accuracy and
     wall seconds. n_jobs > 1 trains them in parallel processes (kit.parallel), which makes
     each run's wall seconds longer than alone."""
     from .parallel import run_many
 
     configs, labels = [], []
+    seeds_of = {"default": max(1, seeds), "best": BEST_SEEDS}
     for preset in presets:
-        for seed in (range(max(1, seeds)) if preset == "default" else [0]):
+        for seed in range(seeds_of.get(preset, 1)):
             configs.append(make_config(preset, seed=seed, epochs=epochs))
             labels.append(preset)
     result = {"date": datetime.now().isoformat(timespec="seconds"), "machine": machine_info(),
@@ -454,7 +472,7 @@ def accuracy_markdown(result: dict) -> str:
     lines += describe_machine(result["machine"])
     lines += [f"- Load average before: {result['load_average_before']}, after: {result['load_average_after']}; "
               f"{result['n_jobs']} run(s) at a time", ""]
-    lines += ["| preset | epochs | wall seconds | best epoch | validation accuracy |", "|---|---|---|---|---|"]
+    lines += ["| preset | epochs | wall seconds | best epoch | validation accuracy | target |", "|---|---|---|---|---|---|"]
     by_preset: dict[str, list[dict]] = {}
     for run in result["runs"]:
         by_preset.setdefault(run["preset"], []).append(run)
@@ -471,7 +489,14 @@ def accuracy_markdown(result: dict) -> str:
             members = runs[0].get("member_val_accuracy") or []
             if len(members) > 1 and None not in members:
                 accuracy += f"; members alone: {', '.join(f'{a:.4f}' for a in members)}"
-        lines.append(f"| {preset} | {runs[0]['epochs']} | {seconds} | {best} | {accuracy} |")
+        target = ""
+        if preset == "best":
+            met = (statistics.mean(acc) >= BEST_ACCURACY_TARGET and max(secs) <= BEST_SECONDS_TARGET
+                   and len(runs) >= BEST_SEEDS)
+            target = (f"mean ≥ {BEST_ACCURACY_TARGET} over {BEST_SEEDS} seeds, each ≤ {BEST_SECONDS_TARGET:.0f} s: "
+                      f"**{'met' if met else 'not met'}**")
+            seconds = ", ".join(f"{x:.0f}" for x in secs)
+        lines.append(f"| {preset} | {runs[0]['epochs']} | {seconds} | {best} | {accuracy} | {target} |")
     lines += ["", "± is the standard deviation over seeds (seed changes the split, the initial weights, the "
               "order of batches, dropout and augmentation). Wall seconds cover the whole run: loading, "
               "training, validation after every epoch, saving."]
@@ -501,6 +526,12 @@ def run_bench(args, sizes: SpeedSizes | None = None, accuracy_epochs: int | None
         results["onnx"] = run_onnx_bench(train_path, getattr(args, "model", "models"), out)
     if args.part in ("speed", "all"):
         results["speed"] = speed = speed_bench(train_path, sizes)
+        peer_file = out / PEER_RECORD  # PyTorch is not in the kit: tools/cnn_race.py --record measured it
+        if peer_file.is_file():
+            try:
+                speed["peer"] = json.loads(peer_file.read_text())
+            except ValueError as error:
+                print(f"warning: {peer_file}: unreadable ({error}); the PyTorch row is left out", flush=True)
         text = speed_markdown(speed)
         write(out, SPEED_JSON, json.dumps(speed, indent=2) + "\n")
         print("\n" + text + f"\n(written to {write(out, SPEED_MD, text)})\n", flush=True)

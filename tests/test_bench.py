@@ -36,6 +36,16 @@ def test_step_flops_of_the_reference_network():
 
 
 @pytest.mark.slow
+def test_the_cnn_floor_counts_every_convolution_of_a_block():
+    one = bench.cnn_products(make_config("best", conv_channels=(4, 8)), 2, np.random.default_rng(0))[1]
+    two = bench.cnn_products(make_config("best", conv_channels=(4, 8), convs_per_block=2), 2, np.random.default_rng(0))[1]
+    # per image: conv 1->4 and 4->8 (+ 4->4 at 28x28 and 8->8 at 14x14 with two per block), dense 392->256->10
+    dense = 6.0 * (8 * 49 * 256 + 256 * 10)
+    first, second = 4.0 * 4 * 9 * 784, 6.0 * 8 * 36 * 196
+    assert one / 2 == pytest.approx(first + second + dense)
+    assert two / 2 == pytest.approx(first + 6.0 * 4 * 36 * 784 + second + 6.0 * 8 * 72 * 196 + dense)
+
+
 def test_time_epochs_reports_a_ratio(competition):
     from kit.data import load_train, to_float
 
@@ -53,12 +63,16 @@ def test_time_epochs_reports_a_ratio(competition):
 def test_speed_part_writes_its_table(competition, tmp_path, capsys):
     args = argparse.Namespace(train=str(competition / "train.csv"), part="speed", seeds=1,
                               presets="reference", out=str(tmp_path / "bench"))
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / bench.PEER_RECORD).write_text(json.dumps({  # as tools/cnn_race.py --record writes it
+        "measured": "2026-11-29T03:00:00+00:00", "machine": {"cpu": "Some CPU"}, "rows": 6400, "torch": "2.13.0+cpu",
+        "torch_threads": 2, "rounds": [{}, {}, {}], "median_kit_over_torch": 1.23, "median_kit_over_floor": 2.5}))
     results = bench.run_bench(args, TINY)
     speed = results["speed"]
     text = (tmp_path / "bench" / "speed.md").read_text()
     assert text in capsys.readouterr().out
     for fragment in ("CPU:", "BLAS", "kernel", "float32 GEMM", "× floor", "cache", "rows/s", "peak RSS",
-                     "first batch"):
+                     "first batch", "PyTorch 2.13.0+cpu", "on 2026-11-29, Some CPU", "kit/PyTorch **1.23×**"):
         assert fragment in text, fragment
     stored = json.loads((tmp_path / "bench" / "speed.json").read_text())
     assert stored["load"]["speedup"] > 0
@@ -70,14 +84,17 @@ def test_speed_part_writes_its_table(competition, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_accuracy_part_writes_its_table(competition, tmp_path):
-    args = argparse.Namespace(train=str(competition / "train.csv"), part="accuracy", seeds=2,
-                              presets="reference,default", out=str(tmp_path / "bench"))
+    args = argparse.Namespace(train=str(competition / "train.csv"), part="accuracy", seeds=3,
+                              presets="reference,default,best", out=str(tmp_path / "bench"))
     results = bench.run_bench(args, accuracy_epochs=1)
     runs = results["accuracy"]["runs"]
-    assert [(r["preset"], r["seed"]) for r in runs] == [("reference", 0), ("default", 0), ("default", 1)]
+    assert [(r["preset"], r["seed"]) for r in runs] == [("reference", 0), ("default", 0), ("default", 1), ("default", 2),
+                                                        ("best", 0), ("best", 1)]
     assert all(0 <= r["val_accuracy"] <= 1 and r["best_epoch"] == 1 for r in runs)
     text = (tmp_path / "bench" / "accuracy.md").read_text()
-    assert "| reference | 1 |" in text and "2 seeds" in text and "±" in text
+    assert "| reference | 1 |" in text and "3 seeds" in text and "±" in text
+    # one epoch on 200 rows is far from the target, and the table says so
+    assert "mean ≥ 0.996 over 2 seeds, each ≤ 900 s: **not met**" in text
 
 
 def test_bench_refuses_a_missing_file_and_an_unknown_preset(tmp_path, competition):
