@@ -22,6 +22,17 @@ _PADDED = SIDE + 2 * _BORDER
 _CENTRE = (SIDE - 1) / 2.0
 _MAX_BATCH = 4096  # images resampled at once (larger batches go in parts)
 _GRID = np.arange(SIDE, dtype=np.float32) - np.float32(_CENTRE)  # pixel centres relative to the centre
+WARP_POINTS = 5  # elastic warp: a WARP_POINTS x WARP_POINTS grid of random displacements over the image
+
+
+def _hat_matrix(points: int) -> np.ndarray:
+    """(28, points): row i interpolates pixel i linearly between control points spread evenly
+    from the first pixel to the last, so a field given at the points is smooth over the image."""
+    where = np.arange(SIDE) * (points - 1) / (SIDE - 1)
+    return np.maximum(0.0, 1.0 - np.abs(where[:, None] - np.arange(points)[None, :])).astype(np.float32)
+
+
+_WARP_SPREAD = _hat_matrix(WARP_POINTS)
 
 
 class _Workspace:
@@ -54,10 +65,13 @@ def _workspace(n: int) -> _Workspace:
     return ws
 
 
-def transform_batch(x: np.ndarray, shift_y, shift_x, angle, scale, out: np.ndarray | None = None) -> np.ndarray:
+def transform_batch(x: np.ndarray, shift_y, shift_x, angle, scale, warp: np.ndarray | None = None,
+                    out: np.ndarray | None = None) -> np.ndarray:
     """Apply one affine transform per image: zoom by `scale` and rotate by `angle` degrees
     (counter-clockwise on screen) about the centre, then shift by (shift_y, shift_x) pixels
-    (positive: down, right). Bilinear sampling, zero outside the image.
+    (positive: down, right). Bilinear sampling, zero outside the image. `warp` (n, 2, p, p),
+    when given, moves where each output pixel reads by a smooth field: row and column
+    displacements in pixels at a p x p grid of points, interpolated linearly in between.
 
     x: (n, 784) in [0, 1]; each parameter a scalar or an (n,) array. Returns (n, 784) in x's
     float dtype (written into `out` when given; `out` may be x). The identity transform returns
@@ -73,7 +87,8 @@ def transform_batch(x: np.ndarray, shift_y, shift_x, angle, scale, out: np.ndarr
         for start in range(0, n, _MAX_BATCH):
             part = slice(start, start + _MAX_BATCH)
             pick = lambda v: v if np.ndim(v) == 0 else np.asarray(v)[part]  # noqa: E731
-            transform_batch(x[part], pick(shift_y), pick(shift_x), pick(angle), pick(scale), out=out[part])
+            transform_batch(x[part], pick(shift_y), pick(shift_x), pick(angle), pick(scale),
+                            None if warp is None else warp[part], out=out[part])
         return out
     ws = _workspace(n)
 
@@ -90,11 +105,17 @@ def transform_batch(x: np.ndarray, shift_y, shift_x, angle, scale, out: np.ndarr
     cy, cx, tx = -sin, cos, -(-sin * shift_y + cos * shift_x)  # source column = cy dy + cx dx + tx
     g = _GRID
     offset = _CENTRE + _BORDER  # to padded-image coordinates
+    fields = None
+    if warp is not None:  # (n, 2, 28, 28): spread @ grid @ spread.T per image and axis
+        spread = _WARP_SPREAD if warp.shape[-1] == WARP_POINTS else _hat_matrix(warp.shape[-1])
+        fields = spread @ np.asarray(warp, dtype=np.float32) @ spread.T
     # source coordinates (n, 28, 28): a (n, 28, 1) column term plus a (n, 1, 28) row term
-    for target, a, b, t in ((ws.src_r, ry, rx, ty), (ws.src_c, cy, cx, tx)):
+    for axis, (target, a, b, t) in enumerate(((ws.src_r, ry, rx, ty), (ws.src_c, cy, cx, tx))):
         down = a.astype(np.float32)[:, None, None] * g[None, :, None]
         across = b.astype(np.float32)[:, None, None] * g[None, None, :] + (t + offset).astype(np.float32)[:, None, None]
         np.add(down, across, out=target)
+        if fields is not None:
+            target += fields[:, axis]
         # outside the image every neighbour is border (zero); clipping keeps the gather in bounds
         np.clip(target, 0, _PADDED - 2, out=target)
     fr, fc, r0, c0 = ws.src_r, ws.src_c, ws.floor_r, ws.floor_c
@@ -140,23 +161,28 @@ def transform_batch(x: np.ndarray, shift_y, shift_x, angle, scale, out: np.ndarr
 
 
 def draw_transforms(n: int, rng: np.random.Generator, max_shift: float, max_rotate: float,
-                    max_scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+                    max_scale: float, max_warp: float = 0.0) -> tuple[np.ndarray, ...]:
     """(shift_y, shift_x, angle, scale), each (n,): shifts uniform in +-max_shift pixels,
     rotation uniform in +-max_rotate degrees, zoom uniform in [1 - max_scale, 1 + max_scale];
-    one draw of `rng`. transform_batch applies them, to a whole batch or to parts of it."""
+    with max_warp > 0 also warp (n, 2, 5, 5): row and column displacements uniform in
+    +-max_warp pixels at a 5 x 5 grid of points, an elastic distortion once interpolated.
+    One draw of `rng` per kind; transform_batch applies them, to a batch or to parts of it."""
     u = rng.random((4, n)) * 2.0 - 1.0  # four uniform numbers in [-1, 1) per image
-    return u[0] * max_shift, u[1] * max_shift, u[2] * max_rotate, 1.0 + u[3] * max_scale
+    drawn = (u[0] * max_shift, u[1] * max_shift, u[2] * max_rotate, 1.0 + u[3] * max_scale)
+    if max_warp > 0:
+        drawn += ((rng.random((n, 2, WARP_POINTS, WARP_POINTS)) * 2.0 - 1.0) * max_warp,)
+    return drawn
 
 
 def augment_batch(x: np.ndarray, rng: np.random.Generator, max_shift: float, max_rotate: float,
-                  max_scale: float, out: np.ndarray | None = None) -> np.ndarray:
+                  max_scale: float, out: np.ndarray | None = None, max_warp: float = 0.0) -> np.ndarray:
     """A random affine transform per image of x (n, 784) (draw_transforms), about the image
-    centre; bilinear, zero fill.
+    centre, and with max_warp an elastic warp; bilinear, zero fill.
 
-    All randomness comes from one draw of `rng`, so a seeded generator reproduces the batch
-    bit for bit. Returns (n, 784), written into `out` when given (it may be x itself).
+    All randomness comes from `rng`, so a seeded generator reproduces the batch bit for bit.
+    Returns (n, 784), written into `out` when given (it may be x itself).
     """
-    return transform_batch(x, *draw_transforms(len(x), rng, max_shift, max_rotate, max_scale), out=out)
+    return transform_batch(x, *draw_transforms(len(x), rng, max_shift, max_rotate, max_scale, max_warp), out=out)
 
 
 def shift_images(x: np.ndarray, dy: int, dx: int) -> np.ndarray:

@@ -61,6 +61,8 @@ class Config:
     max_shift: float = option(2.0, "augment: largest shift in pixels")
     max_rotate: float = option(10.0, "augment: largest rotation in degrees")
     max_scale: float = option(0.1, "augment: largest relative zoom in or out")
+    max_warp: float = option(0.0, "augment: elastic warp, largest displacement in pixels of a smooth random "
+                             "field (0 = off)")
     # --- after training
     refit: bool = option(False, "retrain on all rows (train + validation) for the best epoch's count")
     ensemble: int = option(1, "members trained with different seeds; their probabilities are averaged")

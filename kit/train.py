@@ -164,7 +164,7 @@ class Trainer:
             transforms = None
             if config.augment:
                 transforms = draw_transforms(stop - start, self.rng, config.max_shift, config.max_rotate,
-                                             config.max_scale)
+                                             config.max_scale, config.max_warp)
             self.lr = schedule.lr(epoch - 1 + b / n_batches)
             loss_sum += self.step(xb, y_order[start:stop], self.lr, predicted[start:stop], transforms) * (stop - start)
             if not batches.disable and b % 20 == 0:

@@ -157,3 +157,29 @@ def test_a_batch_augmented_in_parts_equals_the_whole_batch_augmented():
     transforms = draw_transforms(10, np.random.default_rng(9), 2.0, 10.0, 0.1)
     parts = np.concatenate([transform_batch(x[lo:hi], *(t[lo:hi] for t in transforms)) for lo, hi in ((0, 4), (4, 10))])
     np.testing.assert_array_equal(parts, whole)
+
+
+def test_a_uniform_warp_is_a_shift_and_a_zero_warp_changes_nothing():
+    """The warp moves where each output pixel reads: the same displacement everywhere is a
+    shift the other way (exactly, for whole pixels), and no displacement is the identity."""
+    x = np.random.default_rng(4).random((3, 784), dtype=np.float32)
+    zero = np.zeros((3, 2, 5, 5))
+    np.testing.assert_array_equal(transform_batch(x, 0, 0, 0, 1, zero), x)
+    uniform = zero.copy()
+    uniform[:, 0], uniform[:, 1] = 1.0, -2.0  # read one row below and two columns to the left
+    np.testing.assert_array_equal(transform_batch(x, 0, 0, 0, 1, uniform), transform_batch(x, -1, 2, 0, 1))
+
+
+def test_warp_draws_are_bounded_smooth_and_leave_other_draws_alone():
+    from kit.augment import draw_transforms
+
+    plain = draw_transforms(6, np.random.default_rng(2), 2.0, 10.0, 0.1)
+    warped = draw_transforms(6, np.random.default_rng(2), 2.0, 10.0, 0.1, max_warp=1.5)
+    assert len(plain) == 4 and len(warped) == 5  # no warp: the draws earlier runs made, unchanged
+    for a, b in zip(plain, warped):
+        np.testing.assert_array_equal(a, b)
+    assert warped[4].shape == (6, 2, 5, 5) and np.abs(warped[4]).max() <= 1.5 and np.abs(warped[4]).max() > 0.5
+    # a displaced point moves its neighbourhood: the image changes, but no pixel leaves [0, 1]
+    x = np.random.default_rng(5).random((6, 784), dtype=np.float32)
+    out = transform_batch(x, 0, 0, 0, 1, warped[4])
+    assert not np.array_equal(out, x) and out.min() >= 0 and out.max() <= 1
