@@ -209,6 +209,7 @@ class BatchNorm(Layer):
         self.buffers["running_var"] = np.ones(n_features, dtype=dtype)
         self.momentum = momentum
         self.eps = eps
+        self.track_running = True  # False: training leaves the running averages alone (a replica's)
 
     @staticmethod
     def _views(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, str, int]:
@@ -257,13 +258,14 @@ class BatchNorm(Layer):
                 c3 = centred.reshape(x3.shape)
                 var = self._sum(c3, sub, c3) / count
                 self._centred = centred
+        if training and self.track_running:
             m = self.momentum
             self.buffers["running_mean"] *= 1 - m
             self.buffers["running_mean"] += (m * mean).astype(self.buffers["running_mean"].dtype)
             unbiased = var * (count / max(count - 1, 1))
             self.buffers["running_var"] *= 1 - m
             self.buffers["running_var"] += (m * unbiased).astype(self.buffers["running_var"].dtype)
-        else:
+        if not training:
             mean = self.buffers["running_mean"].astype(np.float64)
             var = self.buffers["running_var"].astype(np.float64)
         inv_std = 1.0 / np.sqrt(var + self.eps)

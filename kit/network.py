@@ -67,15 +67,19 @@ class Network:
         return parameters
 
     def replica(self) -> "Network":
-        """A network that computes with this one's weights (the same arrays, not copies) into
-        gradients, caches and buffers of its own (its batch-norm running averages are not used):
-        kit.train.Trainer runs it in a second thread on another part of each batch. Its
-        gradients are one flat vector, replica.parameters.grads, laid out as this one's."""
+        """A network that computes with this one's weights and buffers (the same arrays, not
+        copies) into gradients and caches of its own: kit.train.Trainer runs it in a second
+        thread on another part of each batch (or of the validation rows). Its batch norm uses
+        this network's running averages and does not update them. Its gradients are one flat
+        vector, replica.parameters.grads, laid out as this one's."""
         twin = copy.deepcopy(self)
-        for i, layer in enumerate(twin.layers):
+        for i, (layer, own) in enumerate(zip(twin.layers, self.layers)):
             for name in layer.params:
                 layer.params[name] = self.parameters.value(f"{i}.{name}")
                 layer.grads[name] = twin.parameters.grad(f"{i}.{name}")
+            layer.buffers = own.buffers
+            if isinstance(layer, L.BatchNorm):
+                layer.track_running = False
         twin.parameters.values = self.parameters.values
         return twin
 

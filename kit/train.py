@@ -89,6 +89,24 @@ class Trainer:
         futures = [self.helpers.submit(task) for task in tasks[1:]]
         return [tasks[0]()] + [future.result() for future in futures]
 
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """The network's probabilities (n, 10) for x (n, 784), a part of the rows per replica
+        (one BLAS thread each), as the training step splits a batch."""
+        n_parts = min(1 + len(self.twins), len(x) // self.min_part_rows) or 1
+        if n_parts == 1:
+            return self.network.predict_proba(x, self.config.eval_batch_size)
+        bounds = [len(x) * i // n_parts for i in range(n_parts + 1)]
+        networks = [self.network] + self.twins
+        with limit_blas(1):
+            parts = self._on_threads([lambda i=i: networks[i].predict_proba(x[bounds[i]:bounds[i + 1]],
+                                                                            self.config.eval_batch_size)
+                                      for i in range(n_parts)])
+        return np.concatenate(parts)
+
+    def validate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+        """(mean cross-entropy, accuracy) of the network on the validation rows."""
+        return score(self.predict_proba(x), y)
+
     def close(self) -> None:
         """Stop the replicas' threads (they also end with the process)."""
         if self.helpers is not None:
@@ -243,7 +261,7 @@ def fit(
                 row = dict(member=member, epoch=epoch, train_loss=train_loss, train_acc=train_acc,
                            val_loss=float("nan"), val_acc=float("nan"), lr=trainer.lr)
                 if has_val:
-                    val_loss, val_acc, _ = evaluate(network, x_val, y_val, config.eval_batch_size)
+                    val_loss, val_acc = trainer.validate(x_val, y_val)
                     row.update(val_loss=val_loss, val_acc=val_acc)
                     trainer.schedule.end_epoch(val_loss)
                     key = (val_acc, -val_loss)

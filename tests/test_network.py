@@ -158,3 +158,20 @@ def test_a_model_saved_before_pooling_moved_into_the_convolution_still_loads(tmp
     monkeypatch.undo()
     with pytest.raises(KitError, match="model format 99 comes from a newer kit"):
         Model.load(tmp_path / "new.npz")
+
+
+def test_a_replica_reads_but_never_moves_the_running_averages():
+    """Batch norm's running averages come from the first part of each batch only (two threads
+    updating one array would race); in evaluation a replica uses them, so it predicts as the
+    network does (kit.train.Trainer.predict_proba splits the validation rows that way)."""
+    _, network = small_network("best")
+    twin = network.replica()
+    x = np.random.default_rng(6).random((10, 784))
+    running = {k: v.copy() for k, v in network.state().items() if "running" in k}
+    assert running
+    twin.forward(x, training=True)
+    for key, value in running.items():
+        np.testing.assert_array_equal(network.state()[key], value, err_msg=key)
+    network.forward(x, training=True)
+    assert any(not np.array_equal(network.state()[k], v) for k, v in running.items())
+    np.testing.assert_array_equal(twin.forward(x, training=False), network.forward(x, training=False))
