@@ -312,6 +312,12 @@ def speed_bench(train_path: str | os.PathLike, sizes: SpeedSizes | None = None, 
     result: dict = {"date": datetime.now().isoformat(timespec="seconds"), "machine": machine_info(),
                     "load_average_before": load_average(), "sizes": asdict(sizes)}
 
+    if sizes.rss:
+        # first, while this process is small: Linux starts a child's peak RSS (ru_maxrss) at its
+        # parent's size when it forks, so after the CNN epochs below it would report those
+        say(f"speed: peak memory of `kit train --preset {sizes.rss_preset} --epochs {sizes.rss_epochs}` ...")
+        result["footprint"] = training_footprint(train_path, sizes.rss_preset, sizes.rss_epochs)
+
     say("speed: float32 matrix products ...")
     side = sizes.gemm_side
     result["gemm_large"] = {"shape": [side, side, side], "gflops": gemm_gflops(side, side, side, sizes.repeats, rng)}
@@ -353,9 +359,6 @@ def speed_bench(train_path: str | os.PathLike, sizes: SpeedSizes | None = None, 
                                                     for p in ("reference", "default")]}
     del x_test, dataset
 
-    if sizes.rss:
-        say(f"speed: peak memory of `kit train --preset {sizes.rss_preset} --epochs {sizes.rss_epochs}` ...")
-        result["footprint"] = training_footprint(train_path, sizes.rss_preset, sizes.rss_epochs)
     result["load_average_after"] = load_average()
     return result
 

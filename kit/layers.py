@@ -342,8 +342,8 @@ class Conv2D(Layer):
     x: (batch, c_in, h, w) -> (batch, c_out, h + 2 padding - k + 1, w + 2 padding - k + 1), or
     with pool = s > 1 that max-pooled over s x s windows: (batch, c_out, h' // s, w' // s), the
     same values and gradients as this layer with pool 1 followed by MaxPool2D(s), but pooled
-    from the matmul's own layout, so a quarter as much is transposed both ways (~10% of a CNN
-    step). Parameters: "w" (c_out, c_in, k, k), He-initialised (std sqrt(2 / (c_in k k))), and
+    from the matmul's own layout, so only a quarter as much is transposed either way.
+    Parameters: "w" (c_out, c_in, k, k), He-initialised (std sqrt(2 / (c_in k k))), and
     "b" (c_out,).
 
     im2col on "wide rows": the input goes into a zero-bordered buffer (padded width wp), and the
