@@ -91,13 +91,19 @@ class Trainer:
         futures = [self.helpers.submit(task) for task in tasks[1:]]
         return [tasks[0]()] + [future.result() for future in futures]
 
+    def _bounds(self, n_rows: int) -> list[int]:
+        """Where n_rows rows are cut into one part per network (fewer when parts would be tiny):
+        part i is rows bounds[i]:bounds[i + 1], run by ([network] + twins)[i]."""
+        n_parts = min(1 + len(self.twins), n_rows // self.min_part_rows) or 1
+        return [n_rows * i // n_parts for i in range(n_parts + 1)]
+
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """The network's probabilities (n, 10) for x (n, 784), a part of the rows per replica
         (one BLAS thread each), as the training step splits a batch."""
-        n_parts = min(1 + len(self.twins), len(x) // self.min_part_rows) or 1
+        bounds = self._bounds(len(x))
+        n_parts = len(bounds) - 1
         if n_parts == 1:
             return self.network.predict_proba(x, self.config.eval_batch_size)
-        bounds = [len(x) * i // n_parts for i in range(n_parts + 1)]
         networks = [self.network] + self.twins
         with limit_blas(1):
             parts = self._on_threads([lambda i=i: networks[i].predict_proba(x[bounds[i]:bounds[i + 1]],
@@ -123,8 +129,8 @@ class Trainer:
         update with learning rate lr. Returns the batch's mean loss; `predicted` (b,), when
         given, receives the predictions. `transforms` (kit.augment.draw_transforms for b rows)
         augments the batch first, each part in its own thread."""
-        n_parts = min(1 + len(self.twins), len(xb) // self.min_part_rows) or 1
-        bounds = [len(xb) * i // n_parts for i in range(n_parts + 1)]
+        bounds = self._bounds(len(xb))
+        n_parts = len(bounds) - 1
 
         def part(network: Network, i: int) -> float:
             lo, hi = bounds[i], bounds[i + 1]
