@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from . import image_layers
 from . import layers as L
 from .console import log
 from .data import IMAGE_SIDE, N_CLASSES, N_PIXELS
@@ -137,7 +138,7 @@ def _layer_nodes(graph: _Graph, layer: L.Layer, x: str, shape: tuple[int, ...], 
         inputs = [x] + [graph.const(f"{hint}.{n}", _f32(v)) for n, v in
                         (("gamma", gamma), ("beta", beta), ("running_mean", mean), ("running_var", var))]
         return graph.node("BatchNormalization", inputs, hint, epsilon=float(_setting(layer, "eps", where))), shape
-    if kind is L.Conv2D:
+    if kind is image_layers.Conv2D:
         w, b = layer.params["w"], layer.params["b"]
         c_out, c_in, k, k2 = w.shape
         p = int(_setting(layer, "padding", where))
@@ -150,15 +151,15 @@ def _layer_nodes(graph: _Graph, layer: L.Layer, x: str, shape: tuple[int, ...], 
         if s > 1:  # the kit fuses the pooling into the convolution; ONNX has its own node
             out = graph.node("MaxPool", [out], f"{hint}.pool", kernel_shape=[s, s], strides=[s, s])
         return out, (c_out, side_h // s, side_w // s)
-    if kind is L.MaxPool2D:
+    if kind is image_layers.MaxPool2D:
         s = int(_setting(layer, "size", where))
         if len(shape) != 3:
             raise _unknown(where, layer, f"needs (channels, h, w) input, gets shape {shape}")
         out = graph.node("MaxPool", [x], hint, kernel_shape=[s, s], strides=[s, s])
         return out, (shape[0], shape[1] // s, shape[2] // s)
-    if kind is L.Flatten:
+    if kind is image_layers.Flatten:
         return graph.node("Flatten", [x], hint, axis=1), (int(np.prod(shape)),)
-    if kind is L.Reshape:
+    if kind is image_layers.Reshape:
         target = tuple(int(d) for d in _setting(layer, "shape", where))
         if int(np.prod(target)) != int(np.prod(shape)):
             raise _unknown(where, layer, f"cannot reshape {shape} to {target}")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import image_layers
 from . import layers as L
 from .config import Config
 from .data import IMAGE_SIDE, N_CLASSES, N_PIXELS
@@ -118,12 +119,12 @@ def build_network(config: Config, rng: np.random.Generator, dtype=np.float32,
     n_in = N_PIXELS
     if config.arch == "cnn":
         channels_in, side = 1, IMAGE_SIDE
-        layers.append(L.Reshape((1, IMAGE_SIDE, IMAGE_SIDE)))
+        layers.append(image_layers.Reshape((1, IMAGE_SIDE, IMAGE_SIDE)))
         for channels in config.conv_channels:
             for i in range(config.convs_per_block):
                 last = i == config.convs_per_block - 1
                 fused = last and model_format >= 2
-                layers.append(L.Conv2D(channels_in, channels, 3, rng, padding=1, input_grad=channels_in != 1,
+                layers.append(image_layers.Conv2D(channels_in, channels, 3, rng, padding=1, input_grad=channels_in != 1,
                                        pool=2 if fused else 1, dtype=dtype))
                 # the block's 2x2 max-pool comes right after its last convolution (fused into it),
                 # so batch norm and the activation run on a quarter of the pixels
@@ -131,11 +132,11 @@ def build_network(config: Config, rng: np.random.Generator, dtype=np.float32,
                     layers.append(L.BatchNorm(channels, dtype=dtype))
                 if last and not fused:
                     # format 1: pooling before the block's last activation, after batch norm
-                    layers.append(L.MaxPool2D(2))
+                    layers.append(image_layers.MaxPool2D(2))
                 layers.append(activation())
                 channels_in = channels
             side //= 2
-        layers.append(L.Flatten())
+        layers.append(image_layers.Flatten())
         n_in = channels_in * side * side
     first = config.arch == "mlp"
     for width in config.hidden:

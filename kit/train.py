@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from . import image_layers
 from . import layers as L
 from .augment import draw_transforms, transform_batch
 from .blas import blas_threads_now, limit_blas
@@ -81,7 +82,7 @@ class Trainer:
         self.predicted = np.empty(0, dtype=np.intp)
         self.lr = config.lr
         self.twins: list[Network] = []
-        if any(isinstance(layer, L.Conv2D) for layer in self.network.layers):
+        if any(isinstance(layer, image_layers.Conv2D) for layer in self.network.layers):
             self.twins = [self.network.replica() for _ in range(blas_threads_now() - 1)]
         self.helpers = ThreadPoolExecutor(len(self.twins), thread_name_prefix="kit-replica") if self.twins else None
 

@@ -12,7 +12,7 @@ KIT = Path(__file__).resolve().parent.parent / "kit"
 TIERS = [
     {"errors", "atomic", "console", "blas"},
     {"data", "measure", "runs_table", "preprocess"},
-    {"metrics", "layers", "losses", "optim", "augment", "report_plots"},
+    {"metrics", "layers", "image_layers", "losses", "optim", "augment", "report_plots"},
     {"config"},
     {"space"},
     {"network"},

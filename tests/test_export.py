@@ -11,6 +11,7 @@ import numpy as np
 import onnx
 import pytest
 
+from kit import image_layers as I
 from kit import layers as L
 from kit.cli import main
 from kit.config import make_config
@@ -222,7 +223,7 @@ def test_after_make_demo_alone_export_takes_the_demos_run(competition, tmp_path,
 def test_a_renamed_layer_setting_is_one_line_not_a_traceback(runs):
     run_dir, _ = runs("cnn_bn")
     model = Model.load(run_dir / "model.npz")
-    conv = next(layer for layer in model.members[0].layers if isinstance(layer, L.Conv2D))
+    conv = next(layer for layer in model.members[0].layers if isinstance(layer, I.Conv2D))
     del conv.padding
     with pytest.raises(KitError, match=r"\(Conv2D\): it has no `padding` setting"):
         build_onnx(model)
