@@ -132,12 +132,14 @@ def floor_epoch(step: Callable[[], None], n_batches: int) -> float:
 def cnn_products(config: Config, batch: int, rng: np.random.Generator) -> tuple[Callable[[], None], float]:
     """(a function doing one training step's matrix products of a CNN config, their FLOPs).
 
-    Every 3x3 "same" convolution as the im2col products a convolution needs at least, on the
-    true output size (n*h*w columns, no padding columns): forward w (c_out, c_in*9) @ columns,
+    Every 3x3 "same" convolution as the products of a direct (im2col) convolution on the true
+    output size (n*h*w columns, no padding columns): forward w (c_out, c_in*9) @ columns,
     weight gradient columns @ grad.T, input gradient w.T @ grad (not for the first, whose input
     is the pixels); 2x2 pooling halves the side; then the dense layers as the MLP floor counts
     them, the first with its input gradient (the convolutions need it). CONVS_PER_BLOCK
-    convolutions per block, the pooling after the block's last."""
+    convolutions per block, the pooling after the block's last. This is the work of the usual
+    algorithm, not of the kit's: its Winograd convolutions multiply 2.25x less and skip the
+    outputs the pooling drops, so its epoch can take less than this floor."""
     from .data import IMAGE_SIDE
 
     calls, flops = [], 0.0
@@ -426,7 +428,8 @@ def speed_markdown(result: dict) -> str:
               "size's shapes (forward, weight gradients, input gradients but the first layer's), measured "
               "right before every timed epoch so both see the same load; ratios compare across machines, "
               "seconds do not. Epochs exclude validation; the default preset's time includes dropout and "
-              "augmentation, which its floor does not count."]
+              "augmentation, which its floor does not count. The CNN's floor is the products of a direct "
+              "(im2col) convolution; the kit's Winograd convolutions do fewer, so it can beat that floor."]
     if result.get("load_average_before", "n/a") != "n/a":
         lines += ["", "Timings are medians over repetitions; on a machine shared with other work the spread "
                       "(min–max) shows how noisy they were."]

@@ -188,7 +188,7 @@ class BatchNorm(Layer):
 
     Speed: the output is x * scale + shift with per-channel scale = gamma / std and
     shift = beta - mean * scale, two elementwise passes; the statistics are two reading passes
-    over x (per image row and channel sums and sums of squares by einsum, added in float64),
+    over x (sums and sums of squares down the rows, then over the repeats in float64),
     var = E[x^2] - mean^2. Where that difference would lose more than three digits (|mean| >
     ~30 std) the variance is computed again from x - mean, which is then kept for
     backward. Backward: dx = k1 g - k2 x + k3 per channel, from sum(g) and sum(g x) (or
@@ -212,26 +212,23 @@ class BatchNorm(Layer):
         self.track_running = True  # False: training leaves the running averages alone (a replica's)
 
     @staticmethod
-    def _views(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
-        """(a as (groups, members, channels), whose per-group channel sums are short enough to stay
-        accurate in float32; a as (rows, width) for the elementwise passes; how many times a
-        per-channel vector repeats along one such row)."""
-        if a.ndim == 2:  # (batch, features)
-            return a[None], a, 1
-        if a.ndim == 4:  # images, (h, w, batch, channels): groups are image rows
+    def _views(a: np.ndarray) -> tuple[np.ndarray, int]:
+        """(a as (rows, width) with each channel's values spread over the rows and repeated along
+        the width, how many times a channel repeats along the width): (batch, features) as it
+        is; images (h, w, batch, channels) as (h*w, batch*channels)."""
+        if a.ndim == 2:
+            return a, 1
+        if a.ndim == 4:
             h, w, n, c = a.shape
-            return a.reshape(h, w * n, c), a.reshape(h * w, n * c), n
+            return a.reshape(h * w, n * c), n
         raise ValueError(f"BatchNorm takes (batch, features) or (h, w, batch, channels), got shape {a.shape}")
 
     @staticmethod
-    def _sum(a3: np.ndarray, b3: np.ndarray | None = None) -> np.ndarray:
-        """Per-channel sum of a (or of a * b) as float64 (channels,): einsum per group and channel
-        (short sums, accurate in float32), then over the groups in float64."""
-        if b3 is None:
-            part = np.einsum("gmc->gc", a3)
-        else:
-            part = np.einsum("gmc,gmc->gc", a3, b3)
-        return part.sum(axis=0, dtype=np.float64)
+    def _sum(a2: np.ndarray, repeats: int, b2: np.ndarray | None = None) -> np.ndarray:
+        """Per-channel sum of a (or of a * b) as float64 (channels,): down the rows in float32
+        (short sums: a batch, or an image's pixels), then over the repeats in float64."""
+        part = np.add.reduce(a2, axis=0) if b2 is None else np.einsum("rk,rk->k", a2, b2)
+        return part.reshape(repeats, -1).sum(axis=0, dtype=np.float64)
 
     @staticmethod
     def _row(v: np.ndarray, repeats: int, dtype) -> np.ndarray:
@@ -241,19 +238,18 @@ class BatchNorm(Layer):
         return v if repeats == 1 else np.tile(v, repeats)
 
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
-        x3, x2, repeats = self._views(x)
-        count = x3.shape[0] * x3.shape[1]
+        x2, repeats = self._views(x)
+        count = x2.size // len(self.params["gamma"])
         dtype = x.dtype
         self._centred = None
         if training:
-            mean = self._sum(x3) / count
-            mean_sq = self._sum(x3, x3) / count
+            mean = self._sum(x2, repeats) / count
+            mean_sq = self._sum(x2, repeats, x2) / count
             var = np.maximum(mean_sq - mean * mean, 0.0)
             if np.any(var < self.cancellation_limit * mean_sq):
                 centred = self._buffer("centred", x2.shape, dtype)
                 np.subtract(x2, self._row(mean, repeats, dtype), out=centred)
-                c3 = centred.reshape(x3.shape)
-                var = self._sum(c3, c3) / count
+                var = self._sum(centred, repeats, centred) / count
                 self._centred = centred
         if training and self.track_running:
             m = self.momentum
@@ -280,15 +276,15 @@ class BatchNorm(Layer):
         # dx = gamma * inv_std * (g - sum(g) / N - x_hat * sum(g * x_hat) / N)
         #    = k1 g - k2 x + (k2 mean - k1 sum(g) / N),  k1 = gamma inv_std,
         #      k2 = k1 inv_std^2 sum(g (x - mean)) / N
-        g3, g2, repeats = self._views(grad)
+        g2, repeats = self._views(grad)
         x, mean, inv_std, count = self._x, self._mean, self._inv_std, self._count
         dtype = grad.dtype
-        sum_g = self._sum(g3)
+        sum_g = self._sum(g2, repeats)
         if self._centred is None:
-            sum_gc = self._sum(g3, x.reshape(g3.shape)) - mean * sum_g
+            sum_gc = self._sum(g2, repeats, x.reshape(g2.shape)) - mean * sum_g
             other, other_mean = x.reshape(g2.shape), mean
         else:
-            sum_gc = self._sum(g3, self._centred.reshape(g3.shape))
+            sum_gc = self._sum(g2, repeats, self._centred)
             other, other_mean = self._centred, 0.0
         self.grads["beta"][...] = sum_g
         self.grads["gamma"][...] = sum_gc * inv_std
