@@ -12,7 +12,10 @@ import copy
 import json
 import os
 import zipfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +25,7 @@ from .config import Config
 from .data import IMAGE_SIDE, N_CLASSES, N_PIXELS
 from .errors import KitError
 from .atomic import atomic_path
+from .blas import blas_threads_now, limit_blas
 from .losses import SoftmaxCrossEntropy, softmax
 from .optim import FlatParameters
 
@@ -110,6 +114,55 @@ class Network:
         return out
 
 
+class Replicas:
+    """A network and n - 1 replicas of it (Network.replica: the same weights and running averages,
+    caches and gradients of their own), each to run a part of the rows in a thread of its own
+    with one BLAS thread: the data-parallel engine of a CNN's training step (kit.train.Trainer)
+    and of its predictions (Model). NumPy runs every elementwise pass on one core, so for a CNN
+    this beats one network with n BLAS threads; an MLP's products are small and its elementwise
+    share low, so it keeps one network (n = 1)."""
+
+    # a part smaller than this is not worth a thread (and batch norm needs rows)
+    min_part_rows = 8
+
+    def __init__(self, network: Network, n: int) -> None:
+        self.networks = [network] + [network.replica() for _ in range(n - 1)]
+        self.pool = ThreadPoolExecutor(n - 1, thread_name_prefix="kit-replica") if n > 1 else None
+
+    @classmethod
+    def for_cores(cls, network: Network) -> "Replicas":
+        """One network per BLAS thread for a convolutional network, else the network alone."""
+        conv = any(isinstance(layer, image_layers.Conv2D) for layer in network.layers)
+        return cls(network, blas_threads_now() if conv else 1)
+
+    def run(self, tasks: list[Callable[[], Any]]) -> list[Any]:
+        """Run the tasks at once, the first in this thread and the others on the pool's threads;
+        their results in order (a task's exception is raised here)."""
+        futures = [self.pool.submit(task) for task in tasks[1:]]
+        return [tasks[0]()] + [future.result() for future in futures]
+
+    def bounds(self, n_rows: int) -> list[int]:
+        """Where n_rows rows are cut into one part per network (fewer when parts would be tiny):
+        part i is rows bounds[i]:bounds[i + 1], run by networks[i]."""
+        n_parts = min(len(self.networks), n_rows // self.min_part_rows) or 1
+        return [n_rows * i // n_parts for i in range(n_parts + 1)]
+
+    def predict_proba(self, x: np.ndarray, batch_size: int) -> np.ndarray:
+        """The network's probabilities (n, 10) for x (n, 784), a part of the rows per network."""
+        bounds = self.bounds(len(x))
+        if len(bounds) == 2:
+            return self.networks[0].predict_proba(x, batch_size)
+        with limit_blas(1):
+            parts = self.run([lambda i=i: self.networks[i].predict_proba(x[bounds[i]:bounds[i + 1]], batch_size)
+                              for i in range(len(bounds) - 1)])
+        return np.concatenate(parts)
+
+    def close(self) -> None:
+        """Stop the pool's threads (they also end with the process)."""
+        if self.pool is not None:
+            self.pool.shutdown()
+
+
 def build_network(config: Config, rng: np.random.Generator, dtype=np.float32,
                   model_format: int = MODEL_FORMAT) -> Network:
     """The architecture a config describes, with He-initialised weights drawn from `rng`.
@@ -159,6 +212,7 @@ class Model:
         self.config = config
         self.members = members
         self.meta = meta or {}
+        self._replicas: dict[int, Replicas] = {}  # per member, made at its first prediction
 
     def predict_proba(self, x: np.ndarray, tta: bool | None = None) -> np.ndarray:
         """Mean softmax (n, 10) over members (and, with test-time augmentation, over shifts)."""
@@ -170,9 +224,11 @@ class Model:
         else:
             views = [x]
         total = np.zeros((len(x), N_CLASSES), dtype=np.float32)
-        for member in self.members:
+        for m, member in enumerate(self.members):
+            if m not in self._replicas:
+                self._replicas[m] = Replicas.for_cores(member)
             for view in views:
-                total += member.predict_proba(view, self.config.eval_batch_size)
+                total += self._replicas[m].predict_proba(view, self.config.eval_batch_size)
         total /= len(self.members) * len(views)
         return total
 

@@ -11,15 +11,12 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from . import image_layers
 from . import layers as L
 from .augment import draw_transforms, transform_batch
 from .blas import blas_threads_now, limit_blas
@@ -29,7 +26,7 @@ from .data import class_counts, load_split, split_arrays
 from .errors import KitError
 from .measure import machine_summary
 from .metrics import score, validation_metrics
-from .network import MODEL_FORMAT, Model, Network, build_network
+from .network import MODEL_FORMAT, Model, Network, Replicas, build_network
 from .optim import OPTIMIZERS, SCHEDULES
 from .runs import (drop_resume, load_resume, load_run_config, point_latest, save_checkpoint, save_resume,
                    save_run, start_run, summary)
@@ -57,17 +54,14 @@ class Trainer:
     no bookkeeping beyond that: the labels are put in the epoch's order once (a batch's labels
     are a slice), predictions go into one array and are counted once at the end.
 
-    A convolutional network trains data-parallel over the BLAS threads it was given: each batch
-    is cut into one part per thread, a replica of the network (Network.replica: the same
-    weights and running averages, its own caches and gradients) runs each further part in a
-    thread of its own, every network with one BLAS thread; the parts' gradients (each divided by
-    the whole batch's rows) are summed and the optimiser steps a slice of the parameters per
-    thread. NumPy runs every elementwise pass (im2col, max-pool, batch norm) on one core, so for
-    the CNN this beat one network with two BLAS threads by 1.26x (4.82 -> 3.83 s per 6,400 rows,
-    tools/profile_step.py). Batch norm then normalises each part with that part's statistics (as
-    data-parallel GPUs do), and the running averages come from the first part. Validation rows
-    are split the same way. The MLP keeps one network: its products are small and its
-    elementwise share is low, so threads would cost more than they give (kit/blas.py)."""
+    A convolutional network trains data-parallel over the BLAS threads it was given
+    (kit.network.Replicas): each batch is cut into one part per thread, a replica of the network
+    runs each further part in a thread of its own, every network with one BLAS thread; the
+    parts' gradients (each divided by the whole batch's rows) are summed and the optimiser steps
+    a slice of the parameters per thread. For the CNN this beat one network with two BLAS
+    threads by 1.26x (4.82 -> 3.83 s per 6,400 rows, tools/profile_step.py). Batch norm then
+    normalises each part with that part's statistics (as data-parallel GPUs do), and the running
+    averages come from the first part. Validation rows are split the same way."""
 
     def __init__(self, config: Config, n_features: int, n_epochs: int, rng: np.random.Generator) -> None:
         self.config, self.rng, self.n_epochs = config, rng, n_epochs
@@ -81,36 +75,15 @@ class Trainer:
         self.augmented = np.empty_like(self.batch_x)
         self.predicted = np.empty(0, dtype=np.intp)
         self.lr = config.lr
-        self.twins: list[Network] = []
-        if any(isinstance(layer, image_layers.Conv2D) for layer in self.network.layers):
-            self.twins = [self.network.replica() for _ in range(blas_threads_now() - 1)]
-        self.helpers = ThreadPoolExecutor(len(self.twins), thread_name_prefix="kit-replica") if self.twins else None
-
-    def _on_threads(self, tasks: list[Callable[[], Any]]) -> list[Any]:
-        """Run the tasks at once, the first in this thread and the others on the helper threads;
-        their results in order (a task's exception is raised here)."""
-        futures = [self.helpers.submit(task) for task in tasks[1:]]
-        return [tasks[0]()] + [future.result() for future in futures]
-
-    def _bounds(self, n_rows: int) -> list[int]:
-        """Where n_rows rows are cut into one part per network (fewer when parts would be tiny):
-        part i is rows bounds[i]:bounds[i + 1], run by ([network] + twins)[i]."""
-        n_parts = min(1 + len(self.twins), n_rows // self.min_part_rows) or 1
-        return [n_rows * i // n_parts for i in range(n_parts + 1)]
+        self.replicas = Replicas.for_cores(self.network)
+        self.twins = self.replicas.networks[1:]
+        self._on_threads = self.replicas.run
+        self._bounds = self.replicas.bounds
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """The network's probabilities (n, 10) for x (n, 784), a part of the rows per replica
         (one BLAS thread each), as the training step splits a batch."""
-        bounds = self._bounds(len(x))
-        n_parts = len(bounds) - 1
-        if n_parts == 1:
-            return self.network.predict_proba(x, self.config.eval_batch_size)
-        networks = [self.network] + self.twins
-        with limit_blas(1):
-            parts = self._on_threads([lambda i=i: networks[i].predict_proba(x[bounds[i]:bounds[i + 1]],
-                                                                            self.config.eval_batch_size)
-                                      for i in range(n_parts)])
-        return np.concatenate(parts)
+        return self.replicas.predict_proba(x, self.config.eval_batch_size)
 
     def validate(self, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         """(mean cross-entropy, accuracy) of the network on the validation rows."""
@@ -118,11 +91,7 @@ class Trainer:
 
     def close(self) -> None:
         """Stop the replicas' threads (they also end with the process)."""
-        if self.helpers is not None:
-            self.helpers.shutdown()
-
-    # a part of a batch smaller than this is not worth a thread (and batch norm needs rows)
-    min_part_rows = 8
+        self.replicas.close()
 
     def step(self, xb: np.ndarray, yb: np.ndarray, lr: float, predicted: np.ndarray | None = None,
              transforms: tuple[np.ndarray, ...] | None = None) -> float:

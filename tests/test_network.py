@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from kit.config import PRESETS, make_config
-from kit.network import build_network
+from kit.network import Model, Replicas, build_network
 from kit.optim import OPTIMIZERS
 from kit.train import fit
 
@@ -130,6 +130,24 @@ def test_a_replica_computes_with_the_same_weights_and_its_parts_sum_to_the_whole
     np.testing.assert_allclose(network.parameters.grads + twin.parameters.grads, whole, rtol=1e-9, atol=1e-12)
     network.parameters.values *= 0.5  # an optimiser step on the network is one on the replica
     np.testing.assert_array_equal(network.forward(x, training=False), twin.forward(x, training=False))
+
+
+@pytest.mark.parametrize("rows, parts", [(40, 2), (12, 1), (16, 2), (1, 1)])
+def test_replicas_predict_each_part_of_the_rows_as_the_network_predicts_the_whole(rows, parts):
+    """Prediction data-parallel over threads (Model, Trainer): the rows cut in parts, never one
+    under min_part_rows, each predicted by its own network; the same probabilities as one
+    network on all the rows."""
+    config, network = small_network("best", dtype=np.float32)
+    x = np.random.default_rng(5).random((rows, 784)).astype(np.float32)
+    expected = network.predict_proba(x, 16)
+    replicas = Replicas(network, 2)
+    try:
+        assert len(replicas.bounds(rows)) - 1 == parts
+        np.testing.assert_allclose(replicas.predict_proba(x, 16), expected, rtol=1e-5, atol=1e-6)
+        model = Model(config, [network])
+        np.testing.assert_allclose(model.predict_proba(x, tta=False), expected, rtol=1e-5, atol=1e-6)
+    finally:
+        replicas.close()
 
 
 def test_a_model_saved_before_pooling_moved_into_the_convolution_still_loads(tmp_path, monkeypatch):
