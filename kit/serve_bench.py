@@ -1,7 +1,7 @@
 """`make bench PART=serve`: how fast `make serve` answers (bench/serve.md, bench/serve.json).
 
 1. Server-side time of one prediction, preprocessing included (PNG decode, `to_mnist`, the
-   forward pass), for the default preset's MLP and the best preset's CNN ensemble: the same
+   forward pass), for the default preset's MLP and the best preset's CNN (its members): the same
    function the server runs for a POST /api/predict, called in-process, median of many calls.
    The networks are untrained (random weights of the preset's shapes): the time does not
    depend on the weights, and the bench needs no data and no trained run.
@@ -190,6 +190,15 @@ def serve_bench(clients: int = CLIENTS, per_client: int = REQUESTS_PER_CLIENT, s
     return result
 
 
+def _describe(config) -> str:
+    """What a preset's model is, in a few words (the bench table's row label)."""
+    if config.arch == "mlp":
+        return "MLP " + "-".join(map(str, (784, *config.hidden, 10)))
+    members = f"{config.ensemble} CNNs (ensemble)" if config.ensemble > 1 else "a CNN"
+    return f"{members}, conv {', '.join(map(str, config.conv_channels))}, dense {', '.join(map(str, config.hidden))}"
+
+
+
 def serve_markdown(result: dict) -> str:
     lines = ["# `make serve` speed", "", f"Measured {result['date']} by `make bench PART=serve`; input: "
              f"{result['image']} (a drawn 7, as the page sends it). Untrained networks of each preset's shape (the time does "
@@ -199,7 +208,7 @@ def serve_markdown(result: dict) -> str:
              "| server-side prediction (decode + preprocess + forward) | median | min–max | parts: decode / "
              "preprocess / forward | target |", "|---|---|---|---|---|"]
     for preset, times in result["predict"].items():
-        what = "default preset MLP 784-512-256-10" if preset == "default" else "best preset: 2 CNNs (ensemble)"
+        what = f"{preset} preset: {_describe(make_config(preset))}"
         lines.append(f"| {what}, n={times['n']} | {times['median_ms']:.2f} ms | {times['min_ms']:.2f}–"
                      f"{times['max_ms']:.2f} ms | {times['decode_ms']:.2f} / {times['preprocess_ms']:.2f} / "
                      f"{times['forward_ms']:.2f} ms | < {TARGETS_MS[preset]:.0f} ms |")
