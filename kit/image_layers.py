@@ -234,14 +234,17 @@ class Conv2D(Layer):
             cols_grad = self._buffer("cols_grad", (k * k, s * s * rows), grad.dtype)
             np.matmul(kernel, products_grad.T, out=cols_grad)
             cols_grad = cols_grad.reshape(k, k, s, s, hq, wq, n, 1)
-            fold = [((i, j, a, b), a + i, b + j) for i in range(k) for j in range(k) for a in range(s) for b in range(s)]
         else:
             cols_grad = self._buffer("cols_grad", (s * s * rows, k * k * c), grad.dtype)
             np.matmul(products_grad, kernel.T, out=cols_grad)
             cols_grad = cols_grad.reshape(s, s, hq, wq, n, k, k, c).transpose(5, 6, 0, 1, 2, 3, 4, 7)
-            fold = [((i, j, a, b), a + i, b + j) for a in range(s) for b in range(s) for i in range(k) for j in range(k)]
-        for index, top, left in fold:
-            gp[top:top + s * hq:s, left:left + s * wq:s] += cols_grad[index]
+        # cols_grad[i, j, a, b] (hq, wq, n, c) is what the windows' entry (i, j) gives the pixels
+        # at (a + i + s*y, b + j + s*x)
+        for i in range(k):
+            for j in range(k):
+                for a in range(s):
+                    for b in range(s):
+                        gp[a + i:a + i + s * hq:s, b + j:b + j + s * wq:s] += cols_grad[i, j, a, b]
         grad_in = self._buffer("grad_in", self._x_shape, grad.dtype)
         np.copyto(grad_in, gp[p:p + h, p:p + w])
         return grad_in
@@ -277,7 +280,6 @@ class Conv2D(Layer):
         if self.pool == 2:
             self._pool(blocks, out.reshape(tiles, c_out), training)
             return
-        hq, wq = out.shape[:2]
         blocks = blocks.reshape(2, 2, th, tw, n, c_out)
         for a in range(2):
             for b in range(2):

@@ -1,8 +1,9 @@
 """Layers as small objects: forward caches what backward needs; backward returns the input's gradient.
 
 Arrays are (batch, features) for dense layers and (height, width, batch, channels) for images
-(kit.image_layers holds the image layers and says why). Parameters live in `params` with matching `grads`; non-trainable state that
-must be saved with the model (batch-norm running statistics) lives in `buffers`.
+(kit.image_layers holds the image layers and says why). Parameters live in `params` with
+matching `grads`; non-trainable state that must be saved with the model (batch-norm running
+statistics) lives in `buffers`.
 
 Layers reuse their output arrays between calls of the same shape, so the training step does
 not allocate: a layer's output is valid until that layer's next forward.

@@ -177,8 +177,8 @@ def build_network(config: Config, rng: np.random.Generator, dtype=np.float32,
             for i in range(config.convs_per_block):
                 last = i == config.convs_per_block - 1
                 fused = last and model_format >= 2
-                layers.append(image_layers.Conv2D(channels_in, channels, 3, rng, padding=1, input_grad=channels_in != 1,
-                                       pool=2 if fused else 1, dtype=dtype))
+                layers.append(image_layers.Conv2D(channels_in, channels, 3, rng, padding=1,
+                                                  input_grad=channels_in != 1, pool=2 if fused else 1, dtype=dtype))
                 # the block's 2x2 max-pool comes right after its last convolution (fused into it),
                 # so batch norm and the activation run on a quarter of the pixels
                 if config.batch_norm:
