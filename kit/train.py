@@ -76,9 +76,6 @@ class Trainer:
         self.predicted = np.empty(0, dtype=np.intp)
         self.lr = config.lr
         self.replicas = Replicas.for_cores(self.network)
-        self.twins = self.replicas.networks[1:]
-        self._on_threads = self.replicas.run
-        self._bounds = self.replicas.bounds
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """The network's probabilities (n, 10) for x (n, 784), a part of the rows per replica
@@ -99,7 +96,8 @@ class Trainer:
         update with learning rate lr. Returns the batch's mean loss; `predicted` (b,), when
         given, receives the predictions. `transforms` (kit.augment.draw_transforms for b rows)
         augments the batch first, each part in its own thread."""
-        bounds = self._bounds(len(xb))
+        run, networks = self.replicas.run, self.replicas.networks
+        bounds = self.replicas.bounds(len(xb))
         n_parts = len(bounds) - 1
 
         def part(network: Network, i: int) -> float:
@@ -112,8 +110,7 @@ class Trainer:
             network.backward(len(xb))  # each part's share of the whole batch's mean gradient
             return loss
 
-        networks = [self.network] + self.twins
-        losses = self._on_threads([lambda i=i: part(networks[i], i) for i in range(n_parts)])
+        losses = run([lambda i=i: part(networks[i], i) for i in range(n_parts)])
         if n_parts == 1:
             self.optimizer.step(lr)
         else:
@@ -122,28 +119,27 @@ class Trainer:
 
             def add_twins(k: int) -> None:  # the parts' gradients summed, a slice per thread
                 sl = slice(total * k // n_parts, total * (k + 1) // n_parts)
-                for twin in self.twins[:n_parts - 1]:
+                for twin in networks[1:n_parts]:
                     grads[sl] += twin.parameters.grads[sl]
 
-            self._on_threads([lambda k=k: add_twins(k) for k in range(n_parts)])
-            self.optimizer.step(lr, n_parts, self._on_threads)
+            run([lambda k=k: add_twins(k) for k in range(n_parts)])
+            self.optimizer.step(lr, n_parts, run)
         return sum(loss * (bounds[i + 1] - bounds[i]) for i, loss in enumerate(losses)) / len(xb)
 
     def train_epoch(self, epoch: int, x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
         """One pass over (x (n, 784) float32, y (n,)) in a fresh random order -> (mean loss, accuracy)."""
-        config, schedule = self.config, self.schedule
-        batch_size, n_rows = config.batch_size, len(x)
-        n_batches = math.ceil(n_rows / batch_size)
+        n_rows = len(x)
         order = self.rng.permutation(n_rows)
         y_order = np.take(y, order)
         if len(self.predicted) != n_rows:
             self.predicted = np.empty(n_rows, dtype=np.intp)
         predicted = self.predicted
-        for twin in self.twins:  # drawn from the run's rng, so a resumed epoch draws the same masks
+        twins = self.replicas.networks[1:]
+        for twin in twins:  # drawn from the run's rng, so a resumed epoch draws the same masks
             for layer in twin.layers:
                 if isinstance(layer, L.Dropout):
                     layer.rng = np.random.default_rng(self.rng.integers(1 << 63))
-        with limit_blas(1) if self.twins else contextlib.nullcontext():
+        with limit_blas(1) if twins else contextlib.nullcontext():
             return self._epoch(epoch, x, y_order, order, predicted)
 
     def _epoch(self, epoch, x, y_order, order, predicted) -> tuple[float, float]:
