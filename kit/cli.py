@@ -12,8 +12,8 @@ import os
 import sys
 from pathlib import Path
 
-from . import config
-from .errors import KitError
+from kit import config
+from kit.core.errors import KitError
 
 DEFAULT_COMPETITION = "digit-recognizer"
 
@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command in ("train", "submit", "validate", "demo", "bench", "export", "sweep"):
-        from .blas import cap_blas_threads
+        from kit.core.blas import cap_blas_threads
 
         cap_blas_threads()  # no more BLAS threads than cores (a container's quota included)
     try:
@@ -171,18 +171,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_train(args) -> int:
-    from .train import train_run
+    from kit.run.train import train_run
 
     if args.resume:
-        from .train import resume_run
+        from kit.run.train import resume_run
 
         run_dir = Path(args.resume)
         run_dir = resume_run(run_dir if run_dir.is_dir() else Path(args.model_dir) / args.resume, args.train)
     else:
         run_dir = train_run(config_from_args(args), args.train, args.model_dir)
     if args.report:
-        from .console import log
-        from .report import write_report
+        from kit.core.console import log
+        from kit.report.page import write_report
 
         try:
             log(f"report: {write_report(run_dir).path}")
@@ -192,7 +192,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .report import write_report
+    from kit.report.page import write_report
 
     report = write_report(args.model, args.submissions)
     print(f"report: {report.path}")
@@ -200,19 +200,19 @@ def cmd_report(args) -> int:
 
 
 def cmd_runs(args) -> int:
-    from .runs_table import list_runs
+    from kit.report.runs_table import list_runs
 
     list_runs(args.models, args.uploads)
     return 0
 
 
 def cmd_submit(args) -> int:
-    from .submit import submit_run
+    from kit.run.submit import submit_run
 
     onnx_path = args.onnx
     if onnx_path is None and args.engine == "onnxruntime":
-        from .export import default_onnx_path
-        from .runs import resolve_model
+        from kit.onnx.export import default_onnx_path
+        from kit.run.folders import resolve_model
 
         onnx_path = default_onnx_path(resolve_model(args.model))
     submit_run(args.model, args.test, args.out, args.sample, tta=args.tta, onnx_path=onnx_path)
@@ -220,42 +220,42 @@ def cmd_submit(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from .export import export_run
+    from kit.onnx.export import export_run
 
     export_run(args.model, args.out, quantize=args.quantize, train_path=args.train, tta=args.tta)
     return 0
 
 
 def cmd_validate(args) -> int:
-    from .runs import validate_run
+    from kit.run.folders import validate_run
 
     validate_run(args.model, args.train, args.tta)
     return 0
 
 
 def cmd_demo(args) -> int:
-    from .demo import run_demo
+    from kit.demo import run_demo
 
     run_demo(epochs=args.epochs, seed=args.seed)
     return 0
 
 
 def cmd_data(args) -> int:
-    from . import kaggle_io
+    from kit.kaggle import commands as kaggle_io
 
     kaggle_io.run_data(args.competition, Path(args.data_dir), args.force, Path(args.zip) if args.zip else None)
     return 0
 
 
 def cmd_upload(args) -> int:
-    from . import kaggle_io
+    from kit.kaggle import commands as kaggle_io
 
     kaggle_io.run_upload(Path(args.file), args.message, args.competition, args.wait, Path(args.data_dir))
     return 0
 
 
 def cmd_check(args) -> int:
-    from .submit import check_submission_file
+    from kit.run.submit import check_submission_file
 
     n = check_submission_file(args.file, sample_path=args.sample)
     print(f"{args.file}: OK, {n} rows, header ImageId,Label, ids 1..{n}, labels 0..9")
@@ -271,21 +271,21 @@ def cmd_config(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from .serve import run_server
+    from kit.serve.app import run_server
 
     run_server(args.model, args.host, args.port)
     return 0
 
 
 def cmd_bench(args) -> int:
-    from .bench import run_bench
+    from kit.bench.speed import run_bench
 
     run_bench(args)
     return 0
 
 
 def cmd_sweep(args) -> int:
-    from .sweep import run_sweep
+    from kit.sweep.runner import run_sweep
 
     base = config_from_args(args)
     preset = config.make_config(base.preset)

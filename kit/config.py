@@ -13,9 +13,9 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import KitError
-from .layers import ACTIVATIONS
-from .optim import OPTIMIZERS, SCHEDULES
+from kit.core.errors import KitError
+from kit.nn.layers import ACTIVATIONS
+from kit.nn.optim import OPTIMIZERS, SCHEDULES
 
 ARCHS = ("mlp", "cnn")
 

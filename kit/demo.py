@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .archive import install_archive, installed_problem
-from .config import make_config
-from .console import log
-from .train import train_run
+from kit.kaggle.archive import install_archive, installed_problem
+from kit.config import make_config
+from kit.core.console import log
+from kit.run.train import train_run
 
 SAMPLE_ZIP = Path(__file__).resolve().parent.parent / "data" / "sample" / "digit-recognizer-sample.zip"
 DEMO_DATA = Path("data/demo")
@@ -23,7 +23,7 @@ DEMO_EPOCHS = 15
 
 
 def run_demo(epochs: int | None = None, seed: int | None = None) -> None:
-    from .submit import submit_run
+    from kit.run.submit import submit_run
 
     if installed_problem(DEMO_DATA) is None:
         log(f"sample already installed in {DEMO_DATA}/")
@@ -32,7 +32,7 @@ def run_demo(epochs: int | None = None, seed: int | None = None) -> None:
     config = make_config("default", epochs=epochs or DEMO_EPOCHS, seed=seed)
     run_dir = train_run(config, DEMO_DATA / "train.csv", DEMO_MODELS)
     submit_run(run_dir, DEMO_DATA / "test.csv", DEMO_SUBMISSION, DEMO_DATA / "sample_submission.csv")
-    from .report import write_report
+    from kit.report.page import write_report
 
     report = write_report(run_dir, DEMO_SUBMISSION.parent)  # after the submission: it shows its least-sure rows
     log(f"\ndemo done: data in {DEMO_DATA}/, model in {run_dir}/, submission in {DEMO_SUBMISSION}")

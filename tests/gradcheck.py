@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kit import layers as L
+from kit.nn import layers as L
 
 F64 = np.float64
 EPS = 1e-5

@@ -12,14 +12,14 @@ import pytest
 from PIL import Image
 
 from kit.config import make_config
-from kit.data import load_split
-from kit.network import Model
-from kit.preprocess import resample_matrix
+from kit.data.load import load_split
+from kit.nn.network import Model
+from kit.data.preprocess import resample_matrix
 
 try:  # the archive installer is moving from kit.kaggle_io to kit.archive
-    from kit.archive import install_archive
+    from kit.kaggle.archive import install_archive
 except ImportError:
-    from kit.kaggle_io import install_archive
+    from kit.kaggle.commands import install_archive
 
 SAMPLE_ZIP = Path(__file__).resolve().parent.parent / "data" / "sample" / "digit-recognizer-sample.zip"
 EPOCHS = 3
@@ -35,7 +35,7 @@ class SampleModel:
 
 @pytest.fixture(scope="session")
 def sample_model(tmp_path_factory) -> SampleModel:
-    from kit.train import train_run
+    from kit.run.train import train_run
 
     root = tmp_path_factory.mktemp("sample")
     install_archive(SAMPLE_ZIP, root / "data")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kit.augment import augment_batch, shift_images, transform_batch, tta_views
+from kit.data.augment import augment_batch, shift_images, transform_batch, tta_views
 
 
 def images(n=16, seed=0) -> np.ndarray:
@@ -150,7 +150,7 @@ def test_large_batches_go_in_exact_parts():
 
 def test_a_batch_augmented_in_parts_equals_the_whole_batch_augmented():
     """kit.train.Trainer draws a batch's transforms once and lets each replica resample its part."""
-    from kit.augment import draw_transforms
+    from kit.data.augment import draw_transforms
 
     x = np.random.default_rng(3).random((10, 784), dtype=np.float32)
     whole = augment_batch(x, np.random.default_rng(9), 2.0, 10.0, 0.1)
@@ -171,7 +171,7 @@ def test_a_uniform_warp_is_a_shift_and_a_zero_warp_changes_nothing():
 
 
 def test_warp_draws_are_bounded_smooth_and_leave_other_draws_alone():
-    from kit.augment import draw_transforms
+    from kit.data.augment import draw_transforms
 
     plain = draw_transforms(6, np.random.default_rng(2), 2.0, 10.0, 0.1)
     warped = draw_transforms(6, np.random.default_rng(2), 2.0, 10.0, 0.1, max_warp=1.5)

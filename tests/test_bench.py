@@ -11,12 +11,12 @@ import math
 import numpy as np
 import pytest
 
-from kit import bench
+from kit.bench import speed as bench
 from kit.config import make_config
-from kit.network import Model
-from kit.optim import OPTIMIZERS
-from kit.blas import threads_per_job, usable_cores
-from kit.parallel import run_many
+from kit.nn.network import Model
+from kit.nn.optim import OPTIMIZERS
+from kit.core.blas import threads_per_job, usable_cores
+from kit.run.parallel import run_many
 from synthetic import write_competition
 
 TINY = bench.SpeedSizes(epochs=2, gemm_side=32, repeats=2, parse_repeats=1, rss_epochs=1)
@@ -47,7 +47,7 @@ def test_the_cnn_floor_counts_every_convolution_of_a_block():
 
 
 def test_time_epochs_reports_a_ratio(competition):
-    from kit.data import load_train, to_float
+    from kit.data.load import load_train, to_float
 
     dataset = load_train(competition / "train.csv")
     x, y = to_float(dataset.x), dataset.y.astype(np.int64)
@@ -98,7 +98,7 @@ def test_accuracy_part_writes_its_table(competition, tmp_path):
 
 
 def test_bench_refuses_a_missing_file_and_an_unknown_preset(tmp_path, competition):
-    from kit.errors import KitError
+    from kit.core.errors import KitError
 
     with pytest.raises(KitError, match="make data"):
         bench.run_bench(argparse.Namespace(train=str(tmp_path / "nope.csv"), part="speed", seeds=1,
@@ -149,7 +149,7 @@ def test_thread_shares_never_exceed_the_cores(monkeypatch):
 def test_flat_parameters_keep_values_and_a_step_moves_every_layer():
     """The network's parameters live in one flat vector (decayed weights first); one SGD step
     through the network must move each layer's own arrays by -lr * its own gradient."""
-    from kit.network import build_network
+    from kit.nn.network import build_network
 
     config = make_config("reference", hidden=(16, 8))
     network = build_network(config, np.random.default_rng(5))
@@ -172,7 +172,7 @@ def test_flat_parameters_keep_values_and_a_step_moves_every_layer():
 
 
 def test_loss_hands_out_the_predictions_it_computes():
-    from kit.losses import SoftmaxCrossEntropy
+    from kit.nn.losses import SoftmaxCrossEntropy
 
     rng = np.random.default_rng(1)
     logits = rng.standard_normal((7, 10)).astype(np.float32)
@@ -193,7 +193,7 @@ def test_layers_keep_writing_into_the_packed_buffers(preset):
     """Packing gives the layers views into two flat buffers; a layer that rebinds params[...] or
     grads[...] to a new array would silently stop training. One step of every preset's layer
     kinds (dense, batch norm, conv) must leave every array inside the optimiser's buffers."""
-    from kit.network import build_network
+    from kit.nn.network import build_network
 
     config = make_config(preset, hidden=(16,), conv_channels=(4, 8))
     network = build_network(config, np.random.default_rng(0))

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from kit.cli import main
-from kit.data import load_split
-from kit.errors import KitError
+from kit.data.load import load_split
+from kit.core.errors import KitError
 
 HEADER = "label," + ",".join(f"pixel{i}" for i in range(784))
 

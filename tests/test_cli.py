@@ -14,10 +14,10 @@ import pytest
 
 from kit.cli import main
 from kit.config import make_config
-from kit.errors import KitError
-from kit.network import Model
-from kit.submit import check_submission_file, read_submission
-from kit.train import train_run
+from kit.core.errors import KitError
+from kit.nn.network import Model
+from kit.run.submit import check_submission_file, read_submission
+from kit.run.train import train_run
 from synthetic import write_competition
 
 FAST = ["--hidden", "32,16", "--batch", "32", "--augment", "0"]
@@ -136,7 +136,7 @@ def test_check_refuses_bad_submissions(tmp_path, capsys, text, fragment):
 
 def test_interrupt_saves_the_best_epoch_so_far(competition, tmp_path, monkeypatch):
     """Ctrl-C during epoch 3: the run is saved with the best of epochs 1-2, and nothing half-written."""
-    from kit import train as train_module
+    from kit.run import train as train_module
 
     real_fit_step = train_module.Network.backward if hasattr(train_module, "Network") else None
     calls = {"n": 0}

@@ -13,7 +13,7 @@ import pytest
 
 from kit import config
 from kit.cli import build_parser, config_from_args
-from kit.errors import KitError
+from kit.core.errors import KitError
 
 ROOT = Path(__file__).resolve().parent.parent
 

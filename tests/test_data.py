@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kit import data
+from kit.data import load as data
 from kit.cli import main
-from kit.errors import KitError
+from kit.core.errors import KitError
 from synthetic import make_images, write_competition, write_test, write_train
 
 HEADER = "label," + ",".join(f"pixel{i}" for i in range(784))

@@ -11,16 +11,16 @@ import numpy as np
 import onnx
 import pytest
 
-from kit import image_layers as I
-from kit import layers as L
+from kit.nn import image_layers as I
+from kit.nn import layers as L
 from kit.cli import main
 from kit.config import make_config
-from kit.data import to_float
-from kit.errors import KitError
-from kit.export import IR_VERSION, OPSET, build_onnx, export_run
-from kit.network import Model
-from kit.onnx_predict import OnnxModel
-from kit.train import train_run
+from kit.data.load import to_float
+from kit.core.errors import KitError
+from kit.onnx.export import IR_VERSION, OPSET, build_onnx, export_run
+from kit.nn.network import Model
+from kit.onnx.predict import OnnxModel
+from kit.run.train import train_run
 from synthetic import make_images, write_competition
 
 N_ROWS = 3000  # rows the engines are compared on
@@ -191,7 +191,7 @@ def test_export_defaults_to_the_latest_runs_folder_and_checks_its_arguments(comp
 def test_bench_onnx_part_measures_three_engines_side_by_side(runs, competition, tmp_path, capsys):
     import argparse
 
-    from kit.bench import run_bench
+    from kit.bench.speed import run_bench
 
     run_dir, _ = runs("ensemble")
     args = argparse.Namespace(train=str(competition / "train.csv"), part="onnx", seeds=1, presets="reference",

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from gradcheck import F64, check_gradients, distinct
-from kit import image_layers as I
-from kit import layers as L
+from kit.nn import image_layers as I
+from kit.nn import layers as L
 
 
 def images(x_nchw: np.ndarray) -> np.ndarray:

@@ -25,8 +25,8 @@ from pathlib import Path
 import pytest
 
 from fake_kaggle import COMPETITION, KEY, SCORE, TOKEN, USERNAME, FakeKaggle, archive, competition_files, make_zip
-from kit import kaggle_io
-from kit.errors import KitError
+from kit.kaggle import commands as kaggle_io
+from kit.core.errors import KitError
 
 TOKEN_HINT = "https://www.kaggle.com/settings/api"
 CLIENT_VARS = ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_CONFIG_DIR", "KAGGLE_API_ENVIRONMENT",
@@ -251,7 +251,7 @@ def test_import_kit_and_zip_install_need_no_client(tmp_path):
     work.mkdir()
     zip_path = tmp_path / "digit-recognizer.zip"
     zip_path.write_bytes(archive("ok"))
-    code = ("import sys, kit, kit.cli, kit.kaggle_io, kit.data, kit.submit; "
+    code = ("import sys, kit, kit.cli, kit.kaggle.commands, kit.data.load, kit.run.submit; "
             "assert 'kaggle' not in sys.modules and 'requests' not in sys.modules; "
             f"rc = kit.cli.main(['data', '--zip', {str(zip_path)!r}]); "
             "assert 'kaggle' not in sys.modules; sys.exit(rc)")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from gradcheck import F64, away_from_zero, check_gradients
-from kit import layers as L
+from kit.nn import layers as L
 
 
 # --------------------------------------------------------------------------- dense and activations

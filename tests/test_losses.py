@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from kit.losses import SoftmaxCrossEntropy, softmax
+from kit.nn.losses import SoftmaxCrossEntropy, softmax
 
 EPS = 1e-6
 

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from kit.optim import OPTIMIZERS, SCHEDULES, FlatParameters
+from kit.nn.optim import OPTIMIZERS, SCHEDULES, FlatParameters
 
 LRS = [0.1, 0.05, 0.02, 0.08]  # a different rate every step, as a schedule would give
 WD = 0.1

@@ -11,16 +11,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kit import report as report_module
+from kit.report import page as report_module
 from kit.cli import main
 from kit.config import make_config
-from kit.data import load_split, load_test, to_float
-from kit.errors import KitError
-from kit.network import Model
-from kit.report import write_report
-from kit.runs_table import list_runs
-from kit.submit import submit_run
-from kit.train import train_run
+from kit.data.load import load_split, load_test, to_float
+from kit.core.errors import KitError
+from kit.nn.network import Model
+from kit.report.page import write_report
+from kit.report.runs_table import list_runs
+from kit.run.submit import submit_run
+from kit.run.train import train_run
 from synthetic import write_competition
 
 UPLOAD_HEADER = ["date", "run_id", "file", "message", "status", "public_score", "ref"]

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kit.data import to_float
-from kit.serve import BackgroundServer, create_app
+from kit.data.load import to_float
+from kit.serve.app import BackgroundServer, create_app
 from served_model import drawn_png, png
 
 pytestmark = pytest.mark.slow  # a server per module, subprocesses
@@ -290,7 +290,7 @@ def test_kit_serve_says_in_one_line_what_is_missing(tmp_path, setup, words):
 
 
 def test_serve_bench_measures_and_writes_its_tables(tmp_path):
-    from kit.serve_bench import run_serve_bench
+    from kit.bench.serve import run_serve_bench
 
     result = run_serve_bench(tmp_path, clients=4, per_client=5, seconds=0.2)
     for preset in ("default", "best"):

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from browser import console_errors
-from kit.data import to_float
-from kit.preprocess import resample_matrix
-from kit.serve import BackgroundServer, create_app
+from kit.data.load import to_float
+from kit.data.preprocess import resample_matrix
+from kit.serve.app import BackgroundServer, create_app
 
 pytestmark = pytest.mark.slow
 

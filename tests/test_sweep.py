@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from kit.cli import main
-from kit.space import format_value, read_space
-from kit.sweep import plan_sweep, run_sweep
+from kit.sweep.space import format_value, read_space
+from kit.sweep.runner import plan_sweep, run_sweep
 from synthetic import write_train
 
 TINY_SPACE = """
@@ -208,7 +208,7 @@ def test_random_draws_never_repeat_a_trial_and_extend_in_order(tmp_path):
 
 
 def test_the_shipped_example_space_is_valid():
-    from kit.space import check_space
+    from kit.sweep.space import check_space
 
     example = Path(__file__).resolve().parent.parent / "sweeps" / "default-mlp.toml"
     space = read_space(example)
@@ -318,7 +318,7 @@ def test_a_worker_killed_mid_sweep_loses_nothing(train_csv, tmp_path, local_refe
 
 @pytest.mark.slow
 def test_sweep_bench_measures_the_three_backends(train_csv):
-    from kit.sweep_bench import MODES, sweep_bench, sweep_markdown
+    from kit.bench.sweep import MODES, sweep_bench, sweep_markdown
 
     result = sweep_bench(train_csv, trials=2, epochs=1, rounds=1, say=lambda text: None)
     measured = result["rounds"][0]

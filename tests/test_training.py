@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kit import train as train_module
+from kit.run import train as train_module
 from kit.cli import main
 from kit.config import make_config
-from kit.network import Model
-from kit.submit import read_submission
+from kit.nn.network import Model
+from kit.run.submit import read_submission
 from synthetic import write_competition
 
 
@@ -141,7 +141,7 @@ def test_a_resumed_run_ends_exactly_where_an_unstopped_one_does(competition, tmp
     monkeypatch.undo()
     (stopped,) = (tmp_path / "stopped").iterdir()
     assert not (stopped / "metrics.json").exists()
-    from kit.runs import load_resume
+    from kit.run.folders import load_resume
 
     meta, _ = load_resume(stopped)
     assert (meta["member"], meta["phase"], meta["fit"]["epoch"]) == where

@@ -25,10 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from kit.bench import PEER_RECORD, time_epochs  # noqa: E402
+from kit.bench.speed import PEER_RECORD, time_epochs  # noqa: E402
 from kit.config import make_config  # noqa: E402
-from kit.data import load_split  # noqa: E402
-from kit.measure import machine_summary  # noqa: E402
+from kit.data.load import load_split  # noqa: E402
+from kit.core.machine import machine_summary  # noqa: E402
 
 RECORD = ROOT / "bench" / PEER_RECORD
 

@@ -27,10 +27,10 @@ import time
 
 import numpy as np
 
-from kit.blas import limit_blas
+from kit.core.blas import limit_blas
 from kit.config import make_config
-from kit.data import load_split
-from kit.train import Trainer
+from kit.data.load import load_split
+from kit.run.train import Trainer
 
 
 def profile_epoch(trainer: Trainer, x: np.ndarray, y: np.ndarray, rng: np.random.Generator,

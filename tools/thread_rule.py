@@ -16,10 +16,10 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from kit.blas import usable_cores
+from kit.core.blas import usable_cores
 from kit.config import make_config
-from kit.data import load_split
-from kit.train import Trainer
+from kit.data.load import load_split
+from kit.run.train import Trainer
 
 
 def plain_epoch(x: np.ndarray, y: np.ndarray, params: list[np.ndarray], rng: np.random.Generator,

@@ -1,0 +1,346 @@
+"""`kit data` (download, then install) and `kit upload` (check, submit, wait for the score, record it).
+
+Only `run_data` and `run_upload` load the `kaggle` package, lazily (kit/kaggle_client.py), after
+kit/kaggle_auth.py has found credentials; `import kit`, training, `make submit` and the tests
+need neither credentials nor network. The archive is checked and installed by kit/archive.py,
+atomically: a failed or interrupted run leaves data/ as it was. From the client the kit uses
+(kaggle 2.2.4 and 2.2.5; 1.7's different return values are tolerated):
+
+- `competition_download_files(competition, path, force, quiet)` writes `<path>/<competition>.zip`;
+- `competition_submit(file_name, message, competition, quiet)` does not raise when the upload of
+  the file fails (it returns the message "Could not submit to competition"; 1.7 returns that
+  string), so the kit checks the outcome;
+- `competition_submissions(competition)` lists submissions (newest first) with `ref`, `status`
+  and `public_score`.
+
+Each upload that Kaggle accepted adds a row to history.csv in the uploaded file's folder
+(HISTORY_HEADER), also when no score came back in time (status pending).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from kit.kaggle import archive
+from kit.kaggle.archive import COMPETITION_FILES, installed_problem
+from kit.core.errors import KitError
+from kit.core.atomic import atomic_open
+from kit.kaggle.auth import find_credentials
+from kit.kaggle.client import (ClientSession, call, client_version, kaggle_session, one_line, quiet, status_code,
+                            submissions_url, translate)
+
+DEFAULT_MESSAGE = "digit-kit submission"
+UPLOAD_FAILED_MESSAGE = "Could not submit to competition"  # KaggleApi.COMPETITION_SUBMIT_UPLOAD_FAILED_MESSAGE
+HISTORY_NAME = "history.csv"
+HISTORY_HEADER = ("date", "run_id", "file", "message", "status", "public_score", "ref")
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
+
+# Names this module had before kit/archive.py and kit/kaggle_client.py took them over; install_archive
+# here checks with this module's `_check_files`, which a test replaces to interrupt an install.
+_quiet = quiet
+_check_files = archive.check_files
+
+
+def install_archive(path: str | os.PathLike, data_dir: str | os.PathLike, label: str | None = None) -> tuple[int, int]:
+    """kit.archive.install_archive (checking with `_check_files`)."""
+    return archive.install_archive(path, data_dir, label, check=_check_files)
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def _note(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def check_competition(competition: str | None) -> str:
+    """The slug is always given explicitly (never taken from the client's config)."""
+    if not competition or not _SLUG.match(competition):
+        raise KitError(
+            f"COMPETITION={competition!r} is not a competition name; use the lower-case name from the "
+            "competition's URL, e.g. digit-recognizer for kaggle.com/competitions/digit-recognizer"
+        )
+    return competition
+
+
+# --------------------------------------------------------------------------- kit data
+
+
+def _find_download(folder: Path, competition: str) -> Path:
+    expected = folder / f"{competition}.zip"
+    if expected.is_file():
+        return expected
+    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.endswith(".kaggle-partial"))
+    if len(files) == 1:
+        return files[0]
+    if all((folder / name).is_file() for name in COMPETITION_FILES):
+        return folder  # a client that unpacks by itself
+    raise KitError(
+        f"the Kaggle client reported success but left {', '.join(p.name for p in files) or 'nothing'} in {folder}; "
+        "run `make data` again"
+    )
+
+
+def run_data(competition: str, data_dir: Path, force: bool = False, zip_path: Path | None = None) -> None:
+    """`kit data`: download the competition's archive with the client (or take ZIP=), check it, install it."""
+    data_dir = Path(data_dir)
+    if data_dir.exists() and not data_dir.is_dir():
+        raise KitError(f"{data_dir}: is a file, not a folder; give another data folder")
+    if zip_path is None:
+        check_competition(competition)
+    if not force:
+        problem = installed_problem(data_dir)
+        if problem is None:
+            _say(f"{data_dir}/ already holds valid {', '.join(COMPETITION_FILES)}; nothing to do "
+                 "(FORCE=1 installs them again)")
+            return
+        if any((data_dir / name).exists() for name in COMPETITION_FILES):
+            _say(f"{problem}; installing them again")
+    if zip_path is not None:
+        zip_path = Path(zip_path)
+        _say(f"checking {zip_path} ...")
+        n_train, n_test = install_archive(zip_path, data_dir)
+        _say(f"installed {data_dir}/train.csv ({n_train} rows), test.csv ({n_test} rows), "
+             f"sample_submission.csv from {zip_path}")
+        return
+
+    creds = find_credentials()
+    for note in creds.notes:
+        _note(note)
+    with archive.staging(data_dir) as staging:
+        download = staging / "download"
+        download.mkdir()
+        with kaggle_session(creds, competition, "data") as session:
+            _say(f"downloading {competition} with the Kaggle client {client_version()} using {session.creds.describe()} ...")
+
+            def fetch():
+                for leftover in download.iterdir():  # a fresh start after a 429
+                    if leftover.is_dir():
+                        shutil.rmtree(leftover, ignore_errors=True)
+                    else:
+                        leftover.unlink()
+                session.api.competition_download_files(competition, path=str(download), force=True, quiet=False)
+
+            call(session, f"downloading {competition}", fetch)
+        source = _find_download(download, competition)
+        if source.is_file():
+            _say(f"checking {source.name} ({source.stat().st_size / 1e6:.1f} MB) ...")
+        n_train, n_test = archive.install_from(source, data_dir, staging, f"the archive downloaded for {competition}",
+                                               _check_files)
+    _say(f"installed {data_dir}/train.csv ({n_train} rows), test.csv ({n_test} rows), sample_submission.csv")
+
+
+# --------------------------------------------------------------------------- kit upload
+
+
+def submission_meta(file: Path) -> dict | None:
+    """The submission.json `make submit` wrote for this file, if there is one."""
+    file = Path(file)
+    candidates = [file.with_suffix(".json")]
+    shared = file.parent / "submission.json"
+    if shared != candidates[0]:
+        candidates.append(shared)
+    for path in candidates:
+        try:
+            meta = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if not isinstance(meta, dict):
+            continue
+        if path == shared and path != candidates[0]:
+            # submission.json describes submission.csv and its copy submission-<run_id>.csv only
+            if file.stem != f"submission-{meta.get('run_id')}":
+                continue
+        return meta
+    return None
+
+
+def default_message(file: Path) -> str:
+    """'run <id>, preset <p>, val acc 98.12%' from the model that wrote the file, else a plain message."""
+    meta = submission_meta(file)
+    if not meta:
+        return DEFAULT_MESSAGE
+    parts = []
+    if meta.get("run_id"):
+        parts.append(f"run {meta['run_id']}")
+    if meta.get("preset"):
+        parts.append(f"preset {meta['preset']}")
+    try:
+        parts.append(f"val acc {100 * float(meta['val_accuracy']):.2f}%")
+    except (KeyError, TypeError, ValueError):
+        pass
+    return ", ".join(parts) or DEFAULT_MESSAGE
+
+
+def _field(item, *names):
+    for name in names:
+        value = item.get(name) if isinstance(item, dict) else getattr(item, name, None)
+        if value is not None:
+            return value
+    return None
+
+
+def _status_name(submission) -> str:
+    status = _field(submission, "status")
+    if status is None:
+        return "pending"
+    status = getattr(status, "name", status)
+    return str(status).rsplit(".", 1)[-1].lower()
+
+
+def _find_submission(submissions, ref, message: str):
+    for item in submissions or []:
+        if ref and _field(item, "ref") == ref:
+            return item
+    if not ref:
+        for item in submissions or []:  # the list is newest first
+            if _field(item, "description") == message:
+                return item
+    return None
+
+
+def _upload_failed(result) -> bool:
+    if result is None or isinstance(result, str):  # 1.7 returns the failure message as a string
+        return True
+    message = _field(result, "message")
+    from kaggle.api.kaggle_api_extended import KaggleApi
+
+    sentinel = getattr(KaggleApi, "COMPETITION_SUBMIT_UPLOAD_FAILED_MESSAGE", UPLOAD_FAILED_MESSAGE)
+    return message in (sentinel, UPLOAD_FAILED_MESSAGE)
+
+
+@dataclass
+class Outcome:
+    """What Kaggle said about a submission: its final status name and public score (None when none came back)."""
+
+    status: str
+    public_score: str | None = None
+    error: str | None = None  # Kaggle's reason when it could not score the file
+
+
+def _poll(session: ClientSession, ref, message: str, wait_seconds: float) -> Outcome:
+    import requests
+
+    c = session.competition
+    later = f"see {submissions_url(c)} (or run: kaggle competitions submissions {c})"
+    if wait_seconds <= 0:
+        _say(f"not waiting for the score; {later}")
+        return Outcome("pending")
+    _say(f"waiting up to {wait_seconds:g} s for the score ...")
+    deadline = time.monotonic() + wait_seconds
+    interval = min(5.0, max(1.0, wait_seconds / 10))
+    status, last = "pending", None
+    while True:
+        try:
+            with quiet(stderr=False):
+                listed = session.api.competition_submissions(c)
+        except KeyboardInterrupt:
+            raise
+        except SystemExit:
+            _note("warning: the Kaggle client stopped while reading the submission list")
+            break
+        except Exception as error:  # noqa: BLE001 - the submission is made; only the waiting fails
+            transient = isinstance(error, requests.exceptions.RequestException) and (
+                status_code(error) in (None, 429) or (status_code(error) or 0) >= 500)
+            if not transient:
+                _note(f"warning: could not read the submission list: {translate(error, session, 'polling')}")
+                break
+            listed = None
+        submission = _find_submission(listed, ref, message)
+        status = _status_name(submission) if submission is not None else "pending"
+        if status == "complete":
+            score = _field(submission, "public_score", "publicScore")
+            score = None if score in (None, "") else str(score)
+            _say(f"status: complete, public score: {score or 'not published yet'}")
+            return Outcome(status, score)
+        if status == "error":
+            reason = _field(submission, "error_description", "errorDescription") or "no reason given"
+            return Outcome(status, error=one_line(reason, 200))
+        if status != last:
+            _say(f"status: {status}")
+            last = status
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        time.sleep(min(interval, remaining))
+    _say(f"no score yet after {wait_seconds:g} s; {later}")
+    return Outcome(status)
+
+
+def record_upload(file: Path, message: str, outcome: Outcome, ref, when: datetime) -> Path:
+    """Append one row to history.csv beside `file` (old rows + the new one to a temporary file, renamed).
+
+    Columns: HISTORY_HEADER; date is `when` (the upload) in ISO-8601 UTC, run_id from the file's
+    submission.json, public_score empty when none came back.
+    """
+    history = Path(file).parent / HISTORY_NAME
+    try:
+        old = history.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        old = ""
+    if old and not old.endswith("\n"):
+        old += "\n"
+    row = io.StringIO()
+    writer = csv.writer(row, lineterminator="\n")
+    if not old.strip():
+        old = ""
+        writer.writerow(HISTORY_HEADER)
+    run_id = (submission_meta(file) or {}).get("run_id") or ""
+    date = when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    writer.writerow([date, run_id, str(file), message, outcome.status, outcome.public_score or "", "" if ref is None else ref])
+    with atomic_open(history, "w", encoding="utf-8", newline="") as handle:
+        handle.write(old + row.getvalue())
+    return history
+
+
+def run_upload(file: Path, message: str | None, competition: str, wait_seconds: float = 60.0,
+               data_dir: Path = Path("data")) -> None:
+    """`kit upload`: check the file as `make submit` does, submit it, wait a bounded time for the score, record it."""
+    from kit.run.submit import check_submission_file
+
+    file, data_dir = Path(file), Path(data_dir)
+    check_competition(competition)
+    if wait_seconds is None or not wait_seconds >= 0:
+        raise KitError(f"WAIT={wait_seconds}: give the seconds to wait for the score (0 = do not wait)")
+    if file.is_dir():
+        raise KitError(f"{file}: is a folder; give the submission .csv file (FILE=path)")
+    sample = data_dir / "sample_submission.csv"
+    n_rows = check_submission_file(file, sample_path=sample if sample.is_file() else None)
+    message = (message or "").strip() or default_message(file)
+    creds = find_credentials()
+    for note in creds.notes:
+        _note(note)
+    with kaggle_session(creds, competition, "upload") as session:
+        _say(f"uploading {file} ({n_rows} rows) to {competition} as {message!r} using {session.creds.describe()} ...")
+        result = call(session, f"submitting {file}", session.api.competition_submit,
+                      file_name=str(file), message=message, competition=competition, quiet=True)
+        if _upload_failed(result):
+            raise KitError(
+                f"the upload of {file} to Kaggle failed, so nothing was submitted (the client said "
+                f"{UPLOAD_FAILED_MESSAGE!r}); run `make upload` again"
+            )
+        submitted_at = datetime.now(timezone.utc)
+        ref = _field(result, "ref") or None
+        server_message = _field(result, "message")
+        _say(f"submitted{f' (ref {ref})' if ref else ''}: {one_line(server_message, 160) if server_message else 'ok'}")
+        outcome = _poll(session, ref, message, float(wait_seconds))
+    try:
+        _say(f"recorded in {record_upload(file, message, outcome, ref, submitted_at)}")
+    except OSError as error:  # the submission is made; only its note here failed
+        _note(f"warning: could not record the upload in {file.parent / HISTORY_NAME} ({error.strerror or error})")
+    if outcome.status == "error":
+        raise KitError(
+            f"Kaggle could not score the submission{f' {ref}' if ref else ''}: {outcome.error}; "
+            f"fix the file and upload again ({submissions_url(competition)})"
+        )

@@ -1,0 +1,208 @@
+"""Run folders: naming, writing and finding them, and scoring a saved run again.
+
+A run folder `models/<run-id>/` holds:
+    model.npz      every array needed to predict, plus the config (np.load(allow_pickle=False))
+    config.json    the full resolved Config
+    history.csv    member, epoch, train_loss, train_acc, val_loss, val_acc, lr, seconds
+    metrics.json   best epoch, validation accuracy and loss, per-class accuracy, confusion matrix
+`models/latest` links to the newest run (`latest.txt` names it where links fail).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from kit.config import Config
+from kit.core.console import log
+from kit.data.load import N_CLASSES, load_split
+from kit.core.errors import KitError
+from kit.core.atomic import atomic_open, atomic_path
+from kit.nn.metrics import score
+from kit.nn.network import Model
+
+HISTORY_FIELDS = ["member", "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
+
+
+def new_run_id(config: Config, model_dir: Path) -> str:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = f"{stamp}-{config.preset}-s{config.seed}"
+    run_id, n = base, 1
+    while (model_dir / run_id).exists():
+        n += 1
+        run_id = f"{base}-{n}"
+    return run_id
+
+
+def start_run(config: Config, model_dir: Path) -> Path:
+    """Claim a new run folder (its name cannot be taken twice, even by a parallel run) and
+    write its config.json."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    while True:
+        run_dir = model_dir / new_run_id(config, model_dir)
+        try:
+            run_dir.mkdir()
+            break
+        except FileExistsError:
+            continue
+    with atomic_open(run_dir / "config.json", "w") as handle:
+        handle.write(config.to_json() + "\n")
+    return run_dir
+
+
+def save_checkpoint(run_dir: Path, model: Model, history: list[dict]) -> None:
+    """The best weights so far and the epochs behind them, written whenever they improve, so
+    that a crash or a kill loses no more than the epoch in progress. `make submit
+    MODEL=<run folder>` can use them; metrics.json comes only with the finished run."""
+    model.meta = {"run_id": run_dir.name, "preset": model.config.preset, "val_accuracy": None, "partial": True}
+    write_history(run_dir / "history.csv", history)
+    model.save(run_dir / "model.npz")
+
+
+RESUME_FILE = "resume.npz"
+
+
+def save_resume(run_dir: Path, meta: dict, arrays: dict[str, np.ndarray]) -> None:
+    """A run's progress after an epoch (kit.train.pack_resume), for `make train RESUME=`."""
+    with atomic_path(run_dir / RESUME_FILE) as tmp:
+        np.savez(tmp, meta_json=np.array(json.dumps(meta)), **arrays)
+
+
+def load_resume(run_dir: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    path = run_dir / RESUME_FILE
+    if not path.exists():
+        if (run_dir / "metrics.json").exists():
+            raise KitError(f"{run_dir}: this run finished; nothing to resume (train a new one with `make train`)")
+        raise KitError(f"{run_dir}: no {RESUME_FILE} there; give the folder of a run that stopped after "
+                       f"at least one epoch (models/<run-id>)")
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            arrays = {k: stored[k] for k in stored.files}
+        return json.loads(str(arrays.pop("meta_json"))), arrays
+    except (OSError, ValueError, KeyError) as error:
+        raise KitError(f"{path}: unreadable ({error}); the run cannot be resumed") from None
+
+
+def drop_resume(run_dir: Path) -> None:
+    (run_dir / RESUME_FILE).unlink(missing_ok=True)
+
+
+def load_run_config(run_dir: Path) -> Config:
+    try:
+        return Config.from_dict(json.loads((run_dir / "config.json").read_text()))
+    except FileNotFoundError:
+        raise KitError(f"{run_dir}: not a run folder (no config.json); give models/<run-id>") from None
+    except ValueError as error:
+        raise KitError(f"{run_dir / 'config.json'}: unreadable ({error})") from None
+
+
+def write_history(path: Path, history: list[dict]) -> None:
+    with atomic_open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=HISTORY_FIELDS)
+        writer.writeheader()
+        for row in history:
+            writer.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()})
+
+
+def save_run(run_dir: Path, model: Model, history: list[dict], metrics: dict) -> None:
+    """Write the finished run's files, each atomically (model.npz last: it marks the run complete
+    together with metrics.json)."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_history(run_dir / "history.csv", history)
+    with atomic_open(run_dir / "config.json", "w") as handle:
+        handle.write(model.config.to_json() + "\n")
+    with atomic_open(run_dir / "metrics.json", "w") as handle:
+        json.dump(metrics, handle, indent=2)
+        handle.write("\n")
+    model.save(run_dir / "model.npz")
+
+
+def point_latest(model_dir: Path, run_id: str) -> None:
+    """Make model_dir/latest a symlink to the run (swapped atomically); a file naming it where links fail."""
+    latest = model_dir / "latest"
+    tmp = model_dir / f".latest.{os.getpid()}"
+    try:
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        os.symlink(run_id, tmp, target_is_directory=True)
+        if latest.exists() and not latest.is_symlink() and latest.is_dir():
+            raise OSError("models/latest is a real folder")
+        os.replace(tmp, latest)
+    except OSError:
+        if tmp.is_symlink():
+            tmp.unlink()
+        with atomic_open(model_dir / "latest.txt", "w") as handle:
+            handle.write(run_id + "\n")
+
+
+def resolve_model(path: str | os.PathLike, demo_fallback: bool = False) -> Path:
+    """A run folder, a model.npz, or models/ (its latest run) -> the model.npz path. With
+    demo_fallback, a models/ without runs of its own gives `make demo`'s latest run
+    (models/demo/), so that `make demo && make serve` (or `make export`) works on a fresh clone."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if (path / "model.npz").exists():
+        return path / "model.npz"
+    if (path / "latest" / "model.npz").exists():
+        return path / "latest" / "model.npz"
+    if (path / "latest.txt").exists():
+        return path / (path / "latest.txt").read_text().strip() / "model.npz"
+    if demo_fallback and (path / "demo").is_dir():
+        model_file = resolve_model(path / "demo")
+        log(f"no run of `make train` in {path}/; using the demo's latest run ({model_file.parent})")
+        return model_file
+    raise KitError(f"{path}: no trained model there; run `make demo` (a minute, on the bundled sample) or "
+                   f"`make train` first, or give MODEL=path/to/run")
+
+
+def resolve_run_dir(path: str | os.PathLike, demo_fallback: bool = False) -> Path:
+    """Like resolve_model, but the run's own folder (models/latest followed to models/<run-id>)."""
+    return resolve_model(path, demo_fallback).resolve().parent
+
+
+def validate_run(model_path: str | os.PathLike, train_path: str | os.PathLike,
+                 tta: bool | None = None) -> dict[str, float]:
+    """Score a saved run again on its own validation rows: the split is drawn again from the
+    run's seed (it is the first thing its rng draws), so give the train.csv it was trained on.
+    tta None scores without and with test-time augmentation. Returns {"plain"/"tta": accuracy}."""
+    model_file = resolve_model(model_path)
+    model = Model.load(model_file)
+    config = model.config
+    if config.val_fraction <= 0:
+        raise KitError(f"{model_file}: trained with VAL_FRACTION=0, so it has no validation rows to score")
+    _, _, x_val, y_val = load_split(train_path, config.val_fraction, np.random.default_rng(config.seed))
+    results = {}
+    for use_tta in ([False, True] if tta is None else [tta]):
+        started = time.perf_counter()
+        _, accuracy = score(model.predict_proba(x_val, tta=use_tta), y_val)
+        results["tta" if use_tta else "plain"] = accuracy
+        log(f"{model_file}: validation accuracy {accuracy:.4f} on {len(y_val)} rows "
+            f"({'with' if use_tta else 'without'} test-time augmentation, {time.perf_counter() - started:.1f}s)")
+    stored = model.meta.get("val_accuracy")
+    if stored is not None and "plain" in results and abs(stored - results["plain"]) > 1e-9 and not config.refit:
+        log(f"warning: the run recorded {stored:.4f}; is {train_path} the file it was trained on?")
+    if config.refit:
+        log("note: this model was refit on all rows, validation rows included; these scores are optimistic")
+    return results
+
+
+def summary(run_dir: Path, metrics: dict) -> str:
+    lines = ["", f"run saved in {run_dir}/ (model.npz, config.json, history.csv, metrics.json)"]
+    lines.append(f"best epoch {metrics['best_epoch']}" + (" (refit on all rows)" if metrics.get("refit") else ""))
+    if "val_accuracy" in metrics:
+        lines.append(f"validation accuracy {metrics['val_accuracy']:.4f}, loss {metrics['val_loss']:.4f} "
+                     f"on {metrics['n_val']} rows")
+    if "confusion_matrix" in metrics:
+        lines.append("confusion matrix (rows: true label, columns: predicted):")
+        lines.append("      " + " ".join(f"{c:>5}" for c in range(N_CLASSES)))
+        for label, row in enumerate(metrics["confusion_matrix"]):
+            lines.append(f"  {label:>2}  " + " ".join(f"{v:>5}" for v in row))
+    lines.append(f"total {metrics['seconds']:.1f}s")
+    return "\n".join(lines)
