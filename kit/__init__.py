@@ -1,7 +1,10 @@
 """Digit Recognizer kit: a from-scratch NumPy neural network for Kaggle's MNIST-as-CSV.
 
-The modules and their tiers (a module imports only its own tier or below) are listed in the
-README's Layout section and checked by tests/test_architecture.py.
+The subpackages are the map (docs/architecture.md has the table): core, nn, data, run, kaggle,
+onnx, report, serve, sweep, bench, with cli, config and demo at the top. Each subpackage's
+docstring says what it holds and what it may import; tests/test_architecture.py checks it.
 """
 
-__version__ = "0.1.0"
+from kit.core.version import VERSION as __version__
+
+__all__ = ["__version__"]

@@ -72,8 +72,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="submissions/submission.csv", help="where to write the submission")
     p.add_argument("--tta", type=_bool, metavar="0|1", help="override the model's test-time augmentation")
     p.add_argument("--onnx", help="predict with this exported model.onnx through onnxruntime instead")
-    p.add_argument("--engine", choices=["numpy", "onnxruntime"], default="numpy",
-                   help="onnxruntime: predict with the run's exported model.onnx (see `kit export`)")
 
     p = sub.add_parser("export", help="write a run's network as ONNX (and QUANTIZE=1: an int8 copy)")
     p.add_argument("--model", default="models", help="run folder, model.npz, or models/ for the latest run")
@@ -207,15 +205,14 @@ def cmd_runs(args) -> int:
 
 
 def cmd_submit(args) -> int:
-    from kit.run.submit import submit_run
+    if args.onnx:
+        from kit.onnx.predict import submit_onnx
 
-    onnx_path = args.onnx
-    if onnx_path is None and args.engine == "onnxruntime":
-        from kit.onnx.export import default_onnx_path
-        from kit.run.folders import resolve_model
+        submit_onnx(args.onnx, args.test, args.out, args.sample, tta=args.tta)
+    else:
+        from kit.run.predict import submit_run
 
-        onnx_path = default_onnx_path(resolve_model(args.model))
-    submit_run(args.model, args.test, args.out, args.sample, tta=args.tta, onnx_path=onnx_path)
+        submit_run(args.model, args.test, args.out, args.sample, tta=args.tta)
     return 0
 
 
@@ -227,7 +224,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from kit.run.folders import validate_run
+    from kit.run.predict import validate_run
 
     validate_run(args.model, args.train, args.tta)
     return 0
@@ -255,7 +252,7 @@ def cmd_upload(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from kit.run.submit import check_submission_file
+    from kit.data.submission import check_submission_file
 
     n = check_submission_file(args.file, sample_path=args.sample)
     print(f"{args.file}: OK, {n} rows, header ImageId,Label, ids 1..{n}, labels 0..9")

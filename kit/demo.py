@@ -23,7 +23,7 @@ DEMO_EPOCHS = 15
 
 
 def run_demo(epochs: int | None = None, seed: int | None = None) -> None:
-    from kit.run.submit import submit_run
+    from kit.run.predict import submit_run
 
     if installed_problem(DEMO_DATA) is None:
         log(f"sample already installed in {DEMO_DATA}/")

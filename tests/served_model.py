@@ -13,7 +13,7 @@ from PIL import Image
 
 from kit.config import make_config
 from kit.data.load import load_split
-from kit.nn.network import Model
+from kit.run.model import Model
 from kit.data.preprocess import resample_matrix
 
 try:  # the archive installer is moving from kit.kaggle_io to kit.archive

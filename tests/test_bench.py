@@ -13,7 +13,7 @@ import pytest
 
 from kit.bench import speed as bench
 from kit.config import make_config
-from kit.nn.network import Model
+from kit.run.model import Model
 from kit.nn.optim import OPTIMIZERS
 from kit.core.blas import threads_per_job, usable_cores
 from kit.run.parallel import run_many
@@ -149,7 +149,7 @@ def test_thread_shares_never_exceed_the_cores(monkeypatch):
 def test_flat_parameters_keep_values_and_a_step_moves_every_layer():
     """The network's parameters live in one flat vector (decayed weights first); one SGD step
     through the network must move each layer's own arrays by -lr * its own gradient."""
-    from kit.nn.network import build_network
+    from kit.run.model import build_network
 
     config = make_config("reference", hidden=(16, 8))
     network = build_network(config, np.random.default_rng(5))
@@ -193,7 +193,7 @@ def test_layers_keep_writing_into_the_packed_buffers(preset):
     """Packing gives the layers views into two flat buffers; a layer that rebinds params[...] or
     grads[...] to a new array would silently stop training. One step of every preset's layer
     kinds (dense, batch norm, conv) must leave every array inside the optimiser's buffers."""
-    from kit.nn.network import build_network
+    from kit.run.model import build_network
 
     config = make_config(preset, hidden=(16,), conv_channels=(4, 8))
     network = build_network(config, np.random.default_rng(0))

@@ -15,8 +15,8 @@ import pytest
 from kit.cli import main
 from kit.config import make_config
 from kit.core.errors import KitError
-from kit.nn.network import Model
-from kit.run.submit import check_submission_file, read_submission
+from kit.run.model import Model
+from kit.data.submission import check_submission_file, read_submission
 from kit.run.train import train_run
 from synthetic import write_competition
 

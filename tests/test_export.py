@@ -18,7 +18,7 @@ from kit.config import make_config
 from kit.data.load import to_float
 from kit.core.errors import KitError
 from kit.onnx.export import IR_VERSION, OPSET, build_onnx, export_run
-from kit.nn.network import Model
+from kit.run.model import Model
 from kit.onnx.predict import OnnxModel
 from kit.run.train import train_run
 from synthetic import make_images, write_competition
@@ -149,11 +149,10 @@ def test_submit_through_onnxruntime_writes_the_numpy_submission(runs, competitio
     run_dir, path = runs("cnn_bn")
     common = ["--model", str(run_dir), "--test", str(competition / "test.csv"),
               "--sample", str(competition / "sample_submission.csv")]
-    numpy_file, onnx_file, engine_file = (tmp_path / d / "submission.csv" for d in ("numpy", "onnx", "engine"))
+    numpy_file, onnx_file = (tmp_path / d / "submission.csv" for d in ("numpy", "onnx"))
     assert main(["submit", *common, "--out", str(numpy_file)]) == 0
     assert main(["submit", *common, "--out", str(onnx_file), "--onnx", str(path)]) == 0
-    assert main(["submit", *common, "--out", str(engine_file), "--engine", "onnxruntime"]) == 0
-    assert onnx_file.read_text() == numpy_file.read_text() == engine_file.read_text()
+    assert onnx_file.read_text() == numpy_file.read_text()
     described = json.loads(onnx_file.with_suffix(".json").read_text())
     assert described["run_id"] == run_dir.name and described["engine"] == "onnxruntime"
     assert described["model"] == str(path) and described["rows"] == 150

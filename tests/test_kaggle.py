@@ -251,7 +251,7 @@ def test_import_kit_and_zip_install_need_no_client(tmp_path):
     work.mkdir()
     zip_path = tmp_path / "digit-recognizer.zip"
     zip_path.write_bytes(archive("ok"))
-    code = ("import sys, kit, kit.cli, kit.kaggle.commands, kit.data.load, kit.run.submit; "
+    code = ("import sys, kit, kit.cli, kit.kaggle.commands, kit.data.load, kit.data.submission, kit.run.predict; "
             "assert 'kaggle' not in sys.modules and 'requests' not in sys.modules; "
             f"rc = kit.cli.main(['data', '--zip', {str(zip_path)!r}]); "
             "assert 'kaggle' not in sys.modules; sys.exit(rc)")

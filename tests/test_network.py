@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from kit.config import PRESETS, make_config
-from kit.nn.network import Model, Replicas, build_network
+from kit.nn.network import Replicas
+from kit.run.model import Model, build_network
 from kit.nn.optim import OPTIMIZERS
 from kit.run.train import fit
 
@@ -153,9 +154,9 @@ def test_replicas_predict_each_part_of_the_rows_as_the_network_predicts_the_whol
 def test_a_model_saved_before_pooling_moved_into_the_convolution_still_loads(tmp_path, monkeypatch):
     """Format 1 had a MaxPool2D layer after a conv block's batch norm; format 2 fuses the pooling
     into the convolution, ahead of batch norm. A format-1 file builds its own order."""
-    import kit.nn.network as network_module
+    import kit.run.model as network_module
     from kit.core.errors import KitError
-    from kit.nn.network import Model
+    from kit.run.model import Model
 
     config = make_config("best", **SMALL, ensemble=1)
     old = build_network(config, np.random.default_rng(3), model_format=1)

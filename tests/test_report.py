@@ -16,10 +16,10 @@ from kit.cli import main
 from kit.config import make_config
 from kit.data.load import load_split, load_test, to_float
 from kit.core.errors import KitError
-from kit.nn.network import Model
+from kit.run.model import Model
 from kit.report.page import write_report
 from kit.report.runs_table import list_runs
-from kit.run.submit import submit_run
+from kit.run.predict import submit_run
 from kit.run.train import train_run
 from synthetic import write_competition
 

@@ -217,6 +217,34 @@ def test_the_server_still_predicts_after_a_burst_of_bad_input(server, digits):
             "ms": answer["ms"]}
 
 
+def test_a_body_whose_last_part_is_over_the_limit_gets_its_413_at_once():
+    """The body limit as plain ASGI: the one message that crosses the limit is also the body's
+    last, so nothing more will arrive; the 413 must go out without waiting for more (uvicorn's
+    receive() would then block until the client gave up, which a chunked upload hit at random)."""
+    import asyncio
+
+    from kit.serve.app import BodyLimit
+
+    async def app(scope, receive, send):
+        while (await receive()).get("more_body"):
+            pass
+
+    messages = [{"type": "http.request", "body": b"x" * 2000, "more_body": False}]
+    sent = []
+
+    async def receive():
+        if not messages:
+            await asyncio.sleep(3600)  # what a real server does when no more body comes
+        return messages.pop(0)
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/api/predict", "headers": []}
+    asyncio.run(asyncio.wait_for(BodyLimit(app, max_bytes=1000)(scope, receive, send), timeout=5))
+    assert sent[0]["status"] == 413 and b"over 1,000 bytes" in sent[1]["body"]
+
+
 # --------------------------------------------------------------------------- `kit serve`
 
 

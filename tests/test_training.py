@@ -12,8 +12,8 @@ import pytest
 from kit.run import train as train_module
 from kit.cli import main
 from kit.config import make_config
-from kit.nn.network import Model
-from kit.run.submit import read_submission
+from kit.run.model import Model
+from kit.data.submission import read_submission
 from synthetic import write_competition
 
 

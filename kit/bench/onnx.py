@@ -44,7 +44,7 @@ def bench_run(model_path: str | os.PathLike, train_path: Path, x: np.ndarray, ro
     from kit.core.blas import blas_threads_now
     from kit.data.load import to_float
     from kit.onnx.export import export_run, recorded_train_path, run_rows
-    from kit.nn.network import Model
+    from kit.run.model import Model
     from kit.onnx.predict import OnnxModel
     from kit.run.folders import resolve_model
 
@@ -87,8 +87,7 @@ def bench_run(model_path: str | os.PathLike, train_path: Path, x: np.ndarray, ro
 
 def onnx_bench(train_path: str | os.PathLike, model_paths: list[str], rounds: int = 5, say=print) -> dict:
     """Every measurement of the onnx part, as one dict (what onnx.json holds)."""
-    import onnxruntime
-
+    from kit.onnx.predict import runtime_version
     from kit.core.machine import load_average, machine_info
     from kit.core.blas import cap_blas_threads
 
@@ -96,7 +95,7 @@ def onnx_bench(train_path: str | os.PathLike, model_paths: list[str], rounds: in
     train_path = Path(train_path)
     x, source = prediction_rows(train_path)
     result = {"date": datetime.now().isoformat(timespec="seconds"), "machine": machine_info(),
-              "onnxruntime": onnxruntime.__version__, "load_average_before": load_average(),
+              "onnxruntime": runtime_version(), "load_average_before": load_average(),
               "rows": len(x), "rows_source": source, "rounds": rounds, "runs": []}
     for model_path in model_paths:
         result["runs"].append(bench_run(model_path, train_path, x, rounds, say))

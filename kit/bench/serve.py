@@ -33,7 +33,7 @@ import numpy as np
 from kit.core.machine import describe_machine, load_average, machine_info, write
 from kit.config import make_config
 from kit.core.console import log
-from kit.nn.network import Model, build_network
+from kit.run.model import Model, build_network
 
 SERVE_MD, SERVE_JSON = "serve.md", "serve.json"
 TARGETS_MS = {"default": 5.0, "best": 50.0}  # median server-side ms per prediction: the targets

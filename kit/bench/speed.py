@@ -39,7 +39,8 @@ import numpy as np
 
 from kit.config import Config, make_config
 from kit.core.machine import describe_machine, load_average, machine_info, repeat_timing, spread, write
-from kit.data.load import N_CLASSES, N_PIXELS, load_test, load_train, parse_csv, stratified_split, to_float
+from kit.core.mnist import N_CLASSES, N_PIXELS
+from kit.data.load import load_test, load_train, parse_csv, stratified_split, to_float
 
 SPEED_MD, SPEED_JSON = "speed.md", "speed.json"
 ACCURACY_MD, ACCURACY_JSON = "accuracy.md", "accuracy.json"
@@ -140,7 +141,7 @@ def cnn_products(config: Config, batch: int, rng: np.random.Generator) -> tuple[
     convolutions per block, the pooling after the block's last. This is the work of the usual
     algorithm, not of the kit's: its Winograd convolutions multiply 2.25x less and skip the
     outputs the pooling drops, so its epoch can take less than this floor."""
-    from kit.data.load import IMAGE_SIDE
+    from kit.core.mnist import IMAGE_SIDE
 
     calls, flops = [], 0.0
     side, c_in = IMAGE_SIDE, 1
@@ -245,7 +246,7 @@ def load_times(train_path: Path, parse_repeats: int, repeats: int) -> dict:
 def predict_times(preset: str, x: np.ndarray, repeats: int, seed: int = 0) -> dict:
     """Seconds for a freshly initialised network of a preset to predict every row of x
     (Model.predict: large evaluation batches, softmax, argmax). Weights do not change the time."""
-    from kit.nn.network import Model, build_network
+    from kit.run.model import Model, build_network
 
     config = make_config(preset)
     model = Model(config, [build_network(config, np.random.default_rng(seed))])

@@ -30,9 +30,8 @@ def sweep_bench(train_path: str | os.PathLike, trials: int = 8, epochs: int = 3,
                 rounds: int = 2, say=log) -> dict:
     """Time a grid of `trials` learning rates (the preset, `epochs` epochs) with each backend,
     `rounds` times interleaved. Returns the measurements (see the module docstring)."""
-    from distributed import LocalCluster
-
     from kit.core.machine import load_average, machine_info
+    from kit.sweep.dask_cluster import local_cluster
     from kit.sweep.runner import run_sweep
 
     lrs = [round(0.005 * 1.35 ** i, 4) for i in range(trials)]
@@ -45,8 +44,7 @@ def sweep_bench(train_path: str | os.PathLike, trials: int = 8, epochs: int = 3,
         space.write_text(space_text)
         say(f"sweep bench: {trials} trials ({preset}, {epochs} epochs), {rounds} rounds of: " + ", ".join(MODES))
         started = time.perf_counter()
-        with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1",
-                          dashboard_address=None) as cluster:
+        with local_cluster(n_workers=2) as cluster:
             result["cluster_start_seconds"] = time.perf_counter() - started
             for number in range(rounds):
                 measured = {}

@@ -15,7 +15,8 @@ import threading
 
 import numpy as np
 
-from kit.data.load import IMAGE_SIDE as SIDE, N_PIXELS
+from kit.core.mnist import IMAGE_SIDE as SIDE
+from kit.core.mnist import N_PIXELS
 
 _BORDER = 2  # zero border around each image: every clipped neighbour lands inside it
 _PADDED = SIDE + 2 * _BORDER

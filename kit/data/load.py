@@ -20,13 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from kit.core.errors import KitError
 from kit.core.atomic import atomic_path
+from kit.core.errors import KitError
+from kit.core.mnist import N_CLASSES, N_PIXELS
 
-IMAGE_SIDE = 28
-N_PIXELS = IMAGE_SIDE * IMAGE_SIDE
-N_CLASSES = 10
-SUBMISSION_HEADER = ("ImageId", "Label")  # Kaggle's submission format: ImageId 1..N, Label 0..9
 PIXEL_COLUMNS = [f"pixel{i}" for i in range(N_PIXELS)]
 TRAIN_COLUMNS = ["label"] + PIXEL_COLUMNS
 TEST_COLUMNS = PIXEL_COLUMNS

@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 
-from kit.data.load import IMAGE_SIDE
+from kit.core.mnist import IMAGE_SIDE
 from kit.core.errors import KitError
 
 BOX_SIDE = 20  # MNIST scales the digit's longest side to 20 pixels...

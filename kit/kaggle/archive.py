@@ -19,9 +19,10 @@ import zlib
 from pathlib import Path
 from typing import Callable
 
-from kit.data.load import SUBMISSION_HEADER, is_cached, parse_csv
+from kit.data.load import is_cached, parse_csv
+from kit.data.submission import SUBMISSION_HEADER
 from kit.core.errors import KitError
-from kit.run.submit import read_submission
+from kit.data.submission import read_submission
 
 COMPETITION_FILES = ("train.csv", "test.csv", "sample_submission.csv")
 SAMPLE_HEADER = ",".join(SUBMISSION_HEADER)

@@ -307,7 +307,7 @@ def record_upload(file: Path, message: str, outcome: Outcome, ref, when: datetim
 def run_upload(file: Path, message: str | None, competition: str, wait_seconds: float = 60.0,
                data_dir: Path = Path("data")) -> None:
     """`kit upload`: check the file as `make submit` does, submit it, wait a bounded time for the score, record it."""
-    from kit.run.submit import check_submission_file
+    from kit.data.submission import check_submission_file
 
     file, data_dir = Path(file), Path(data_dir)
     check_competition(competition)

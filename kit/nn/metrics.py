@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kit.data.load import N_CLASSES
+from kit.core.mnist import N_CLASSES
 
 
 def score(probs: np.ndarray, y: np.ndarray) -> tuple[float, float]:

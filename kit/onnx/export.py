@@ -32,14 +32,14 @@ from pathlib import Path
 
 import numpy as np
 
-from kit import __version__
+from kit.core.version import VERSION
 from kit.nn import image_layers
 from kit.nn import layers as L
 from kit.core.console import log
-from kit.data.load import IMAGE_SIDE, N_CLASSES, N_PIXELS
+from kit.core.mnist import IMAGE_SIDE, N_CLASSES, N_PIXELS
 from kit.core.errors import KitError
 from kit.core.atomic import atomic_path
-from kit.nn.network import Model
+from kit.run.model import Model
 from kit.run.folders import resolve_model
 
 OPSET = 17
@@ -232,7 +232,7 @@ def build_onnx(model: Model, tta: bool | None = None):
     )
     onnx_graph.input[0].doc_string = "raw pixel values 0..255, float32, test.csv's column order"
     proto = helper.make_model(onnx_graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="digit-kit", producer_version=__version__,
+                              producer_name="digit-kit", producer_version=VERSION,
                               doc_string="Digit Recognizer network exported by kit/export.py")
     proto.ir_version = IR_VERSION
     meta = model.meta
@@ -240,7 +240,7 @@ def build_onnx(model: Model, tta: bool | None = None):
         "run_id": str(meta.get("run_id", "unknown")),
         "preset": str(meta.get("preset", model.config.preset)),
         "val_accuracy": "" if meta.get("val_accuracy") is None else f"{meta['val_accuracy']:.6f}",
-        "kit_version": __version__,
+        "kit_version": VERSION,
         "input": INPUT_MEANING,
         "members": str(len(model.members)),
         "tta": str(int(bool(tta))),

@@ -29,6 +29,13 @@ def session_options(threads: int | None = None):
     return options
 
 
+def runtime_version() -> str:
+    """onnxruntime's version (the bench records it beside its timings)."""
+    import onnxruntime
+
+    return onnxruntime.__version__
+
+
 class OnnxModel:
     """An exported model (model.onnx or model.int8.onnx) in an onnxruntime CPU session."""
 
@@ -74,13 +81,17 @@ class OnnxModel:
         return float(np.mean(self.predict(pixels) == labels))
 
 
-def predict_test_onnx(onnx_path: str | os.PathLike, test_path: str | os.PathLike,
-                      tta: bool | None = None) -> tuple[np.ndarray, dict]:
-    """(labels (n,), the model's metadata) for every row of test.csv through onnxruntime."""
+def submit_onnx(onnx_path: str | os.PathLike, test_path: str | os.PathLike, out_path: str | os.PathLike,
+                sample_path: str | os.PathLike | None = None, tta: bool | None = None) -> Path:
+    """`make submit ONNX=`: every row of test.csv through onnxruntime, written as `make submit`
+    writes (kit.run.predict.write_submission_files); submission.json says "engine": "onnxruntime"."""
     from kit.data.load import load_test
+    from kit.run.predict import write_submission_files
 
     model = OnnxModel(onnx_path)
     if tta is not None and tta != model.tta:
         raise KitError(f"{onnx_path}: test-time augmentation is {'on' if model.tta else 'off'} inside the "
                        f"exported graph; export again with TTA={int(tta)} instead of passing it to submit")
-    return model.predict(load_test(test_path).x), {**model.meta, "engine": "onnxruntime"}
+    labels = model.predict(load_test(test_path).x)
+    return write_submission_files(labels, {**model.meta, "engine": "onnxruntime"}, model.path, test_path,
+                                  out_path, sample_path, used_tta=model.tta)

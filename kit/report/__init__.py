@@ -1,1 +1,8 @@
-"""TODO"""
+"""Looking at what was trained: a run's report page and the table of all runs.
+
+    page.py        `make report`: report.html with curves, confusion matrix, mistakes, test rows
+    plots.py       the report's pictures (matplotlib, Agg)
+    runs_table.py  `make runs`: every run with its validation and public leaderboard scores
+
+May import: core, nn, data, config, run
+"""

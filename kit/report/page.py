@@ -29,7 +29,8 @@ import numpy as np
 
 from kit.config import Config
 from kit.core.console import log
-from kit.data.load import N_CLASSES, class_counts, load_test, load_train, stratified_split, to_float
+from kit.core.mnist import N_CLASSES
+from kit.data.load import class_counts, load_test, load_train, stratified_split, to_float
 from kit.core.errors import KitError
 from kit.core.atomic import atomic_open
 from kit.report.plots import plot_confusion, plot_curves, plot_digits
@@ -99,7 +100,7 @@ def find_run_dir(path: str | os.PathLike) -> Path:
 
 def read_run(run_dir: Path) -> Run:
     """Read config, metrics, history and model of a run folder; a note for each one missing."""
-    from kit.nn.network import Model
+    from kit.run.model import Model
 
     run = Run(run_dir)
     if (run_dir / "model.npz").exists():

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kit.data.load import IMAGE_SIDE, N_CLASSES
+from kit.core.mnist import IMAGE_SIDE, N_CLASSES
 from kit.core.atomic import atomic_path
 
 GALLERY_COLUMNS = 8

@@ -13,19 +13,17 @@ from __future__ import annotations
 import csv
 import json
 import os
-import time
 from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 
 from kit.config import Config
-from kit.core.console import log
-from kit.data.load import N_CLASSES, load_split
-from kit.core.errors import KitError
 from kit.core.atomic import atomic_open, atomic_path
-from kit.nn.metrics import score
-from kit.nn.network import Model
+from kit.core.console import log
+from kit.core.errors import KitError
+from kit.core.mnist import N_CLASSES
+from kit.run.model import Model
 
 HISTORY_FIELDS = ["member", "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
 
@@ -165,32 +163,6 @@ def resolve_model(path: str | os.PathLike, demo_fallback: bool = False) -> Path:
 def resolve_run_dir(path: str | os.PathLike, demo_fallback: bool = False) -> Path:
     """Like resolve_model, but the run's own folder (models/latest followed to models/<run-id>)."""
     return resolve_model(path, demo_fallback).resolve().parent
-
-
-def validate_run(model_path: str | os.PathLike, train_path: str | os.PathLike,
-                 tta: bool | None = None) -> dict[str, float]:
-    """Score a saved run again on its own validation rows: the split is drawn again from the
-    run's seed (it is the first thing its rng draws), so give the train.csv it was trained on.
-    tta None scores without and with test-time augmentation. Returns {"plain"/"tta": accuracy}."""
-    model_file = resolve_model(model_path)
-    model = Model.load(model_file)
-    config = model.config
-    if config.val_fraction <= 0:
-        raise KitError(f"{model_file}: trained with VAL_FRACTION=0, so it has no validation rows to score")
-    _, _, x_val, y_val = load_split(train_path, config.val_fraction, np.random.default_rng(config.seed))
-    results = {}
-    for use_tta in ([False, True] if tta is None else [tta]):
-        started = time.perf_counter()
-        _, accuracy = score(model.predict_proba(x_val, tta=use_tta), y_val)
-        results["tta" if use_tta else "plain"] = accuracy
-        log(f"{model_file}: validation accuracy {accuracy:.4f} on {len(y_val)} rows "
-            f"({'with' if use_tta else 'without'} test-time augmentation, {time.perf_counter() - started:.1f}s)")
-    stored = model.meta.get("val_accuracy")
-    if stored is not None and "plain" in results and abs(stored - results["plain"]) > 1e-9 and not config.refit:
-        log(f"warning: the run recorded {stored:.4f}; is {train_path} the file it was trained on?")
-    if config.refit:
-        log("note: this model was refit on all rows, validation rows included; these scores are optimistic")
-    return results
 
 
 def summary(run_dir: Path, metrics: dict) -> str:

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Iterator
 
 from kit.core.blas import threads_per_job, usable_cores
-from kit.nn.network import Model
+from kit.run.model import Model
 from kit.run.folders import new_run_id, point_latest
 from kit.run.train import train_run
 

@@ -26,7 +26,8 @@ from kit.data.load import class_counts, load_split, split_arrays
 from kit.core.errors import KitError
 from kit.core.machine import machine_summary
 from kit.nn.metrics import score, validation_metrics
-from kit.nn.network import MODEL_FORMAT, Model, Network, Replicas, build_network
+from kit.nn.network import Network, Replicas
+from kit.run.model import MODEL_FORMAT, Model, build_network
 from kit.nn.optim import OPTIMIZERS, SCHEDULES
 from kit.run.folders import (drop_resume, load_resume, load_run_config, point_latest, save_checkpoint, save_resume,
                    save_run, start_run, summary)

@@ -39,9 +39,10 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from kit.core.console import log
-from kit.data.load import N_PIXELS, to_float
+from kit.core.mnist import N_PIXELS
+from kit.data.load import to_float
 from kit.core.errors import KitError
-from kit.nn.network import Model
+from kit.run.model import Model
 from kit.data.preprocess import ImageProblem, decode_image, to_mnist
 
 MAX_BODY_BYTES = 1_000_000
@@ -145,8 +146,9 @@ class BodyLimit:
         self.app = app
         self.max_bytes = max_bytes
 
-    async def _refuse(self, scope, receive, send, already: int) -> None:
-        drained, more = already, True
+    async def _refuse(self, scope, receive, send, already: int, more: bool = True) -> None:
+        """Read and drop what is left of the body (`more`: the client is still sending), then 413."""
+        drained = already
         while more and drained <= self.DRAIN_BYTES:
             message = await receive()
             if message["type"] == "http.disconnect":
@@ -163,13 +165,15 @@ class BodyLimit:
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
             return await self._refuse(scope, receive, send, 0)
         received = 0
+        more_body = True
         response_started = False
 
         async def counting_receive():
-            nonlocal received
+            nonlocal received, more_body
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
+                more_body = message.get("more_body", False)
                 if received > self.max_bytes:
                     raise BodyTooLarge()
             return message
@@ -183,7 +187,9 @@ class BodyLimit:
             await self.app(scope, counting_receive, tracking_send)
         except BodyTooLarge:
             if not response_started:
-                await self._refuse(scope, receive, send, received)
+                # when the message over the limit was the body's last, nothing more will come:
+                # waiting for more would hold the client until it gives up
+                await self._refuse(scope, receive, send, received, more=more_body)
 
 
 # --------------------------------------------------------------------------- the app

@@ -149,6 +149,15 @@ def connect(scheduler: str):
     return client
 
 
+def local_cluster(n_workers: int = 2):
+    """A Dask LocalCluster of n_workers processes on 127.0.0.1, one thread each and no dashboard:
+    a real cluster on this machine, for the bench and the tests (use it as a context manager)."""
+    from distributed import LocalCluster
+
+    return LocalCluster(n_workers=n_workers, processes=True, threads_per_worker=1, host="127.0.0.1",
+                        dashboard_address=None)
+
+
 def run_each_on_dask(configs: list[Config], dataset, train_path: str | os.PathLike, scheduler: str,
                      threads: int | None = None, key_prefix: str = "kit-run",
                      labels: list[str] | None = None) -> Iterator[tuple[int, dict]]:

@@ -1,4 +1,4 @@
-"""Predicting test.csv and writing submission.csv in Kaggle's format, checked before it is written.
+"""Kaggle's submission format: reading, checking and writing submission.csv.
 
 Format: header `ImageId,Label`, one row per test image in test order, ImageId 1..N, Label an
 integer 0..9. When sample_submission.csv is present the row count and ids must match it.
@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
-from kit.data.load import SUBMISSION_HEADER, load_test, to_float
-from kit.core.errors import KitError
 from kit.core.atomic import atomic_open
+from kit.core.errors import KitError
 
+SUBMISSION_HEADER = ("ImageId", "Label")  # ImageId 1..N in test order, Label 0..9
 
 
 def read_submission(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
@@ -93,51 +93,3 @@ def write_submission(labels: np.ndarray, path: str | os.PathLike, sample_path: s
     with atomic_open(path, "w", newline="") as handle:
         handle.write(",".join(SUBMISSION_HEADER) + "\n")
         handle.writelines(f"{i},{label}\n" for i, label in zip(ids, labels))
-
-
-def predict_test(model, test_path: str | os.PathLike) -> np.ndarray:
-    """Predicted labels (n,) for every row of test.csv."""
-    test = load_test(test_path)
-    return model.predict(to_float(test.x))
-
-
-def submit_run(model_path: str | os.PathLike, test_path: str | os.PathLike, out_path: str | os.PathLike,
-               sample_path: str | os.PathLike | None = None, tta: bool | None = None,
-               onnx_path: str | os.PathLike | None = None) -> Path:
-    """Predict test.csv with a saved run and write the checked submission, plus a copy named after
-    the run (so earlier submissions are kept) and submission.json describing the model.
-    With onnx_path, an exported model predicts through onnxruntime instead (kit/onnx_predict.py)."""
-    import json
-
-    from kit.core.console import log
-    from kit.nn.network import Model
-    from kit.run.folders import resolve_model
-
-    if onnx_path is not None:
-        from kit.onnx.predict import predict_test_onnx
-
-        model_file = Path(onnx_path)
-        labels, meta = predict_test_onnx(model_file, test_path, tta)
-        used_tta = bool(meta.get("tta", False))
-    else:
-        model_file = resolve_model(model_path)
-        model = Model.load(model_file)
-        if tta is not None:
-            model.config.tta = tta
-        labels, meta = predict_test(model, test_path), model.meta
-        used_tta = bool(model.config.tta)
-    sample = sample_path if sample_path and Path(sample_path).exists() else None
-    out_path = Path(out_path)
-    write_submission(labels, out_path, sample)
-    run_id = meta.get("run_id", "unknown")
-    write_submission(labels, out_path.with_name(f"{out_path.stem}-{run_id}.csv"), sample)
-    with atomic_open(out_path.with_suffix(".json"), "w") as handle:
-        # test and tta let `make report` find and predict these test rows again (its least-sure rows)
-        json.dump({**meta, "model": str(model_file), "rows": int(len(labels)), "test": str(test_path),
-                   "tta": used_tta}, handle, indent=2)
-    counts = np.bincount(labels, minlength=10).tolist()
-    log(f"model {model_file} (run {run_id}, val acc {meta.get('val_accuracy')})")
-    log(f"wrote {out_path} ({len(labels)} rows{', matches ' + str(sample) if sample else ''}); "
-        f"copy {out_path.with_name(f'{out_path.stem}-{run_id}.csv')}")
-    log(f"predicted class counts: {counts}")
-    return out_path
