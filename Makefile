@@ -45,7 +45,7 @@ TRIALS ?=
 
 opt = $(if $(strip $(2)),$(1) $(2))
 
-.PHONY: help venv demo data train submit validate upload check test test-fast bench serve sweep clean export report runs
+.PHONY: help venv demo data train submit validate upload check lint test test-fast bench serve sweep clean export report runs
 
 help: ## list the targets and the variables they take
 	@echo "Digit Recognizer kit — targets:"
@@ -101,7 +101,11 @@ runs: $(STAMP) ## list every run under models/ (or MODELS=) with validation and 
 check: $(STAMP) ## check a submission's format (FILE=)
 	$(KIT) check $(FILE)
 
-test: $(STAMP) ## run the whole test suite (offline, no credentials needed)
+lint: $(STAMP) ## ruff: the lint rules and the formatting of kit/, tests/ and tools/ (part of make test)
+	$(BIN)/ruff check kit tests tools
+	$(BIN)/ruff format --check kit tests tools
+
+test: lint ## the lint, then the whole test suite (offline, no credentials needed)
 	$(BIN)/python -m pytest -q
 
 test-fast: $(STAMP) ## the tests without subprocesses, parallel runs, the bench, browsers or clusters

@@ -24,11 +24,18 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
     for name in config.CONFIG_FIELDS:
         kind = config.field_type(name)
         metavar = {bool: "0|1", tuple: "N,N", int: "N", float: "X"}.get(kind, name.split("_")[0].upper())
-        group.add_argument(config.flag(name), dest=name, metavar=metavar,
-                           help=f"{config.help_text(name)} ({config.make_variable(name)}=)")
-    group.add_argument("--make-vars", action="store_true",
-                       help="also read each setting from its Make variable in the environment (the Makefile "
-                            "passes this); flags win")
+        group.add_argument(
+            config.flag(name),
+            dest=name,
+            metavar=metavar,
+            help=f"{config.help_text(name)} ({config.make_variable(name)}=)",
+        )
+    group.add_argument(
+        "--make-vars",
+        action="store_true",
+        help="also read each setting from its Make variable in the environment (the Makefile "
+        "passes this); flags win",
+    )
 
 
 def config_from_args(args: argparse.Namespace, environ=None) -> config.Config:
@@ -41,7 +48,9 @@ def config_from_args(args: argparse.Namespace, environ=None) -> config.Config:
         if getattr(args, name, None) is not None:
             texts[name] = getattr(args, name)
     preset = texts.pop("preset", "default")
-    return config.make_config(preset.strip(), **{name: config.parse_value(name, text) for name, text in texts.items()})
+    return config.make_config(
+        preset.strip(), **{name: config.parse_value(name, text) for name, text in texts.items()}
+    )
 
 
 def _bool(text: str) -> bool:
@@ -53,16 +62,27 @@ def _bool(text: str) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kit", description="NumPy neural network kit for Kaggle's Digit Recognizer.")
+    parser = argparse.ArgumentParser(
+        prog="kit", description="NumPy neural network kit for Kaggle's Digit Recognizer."
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a network on train.csv and save the run under models/")
     p.add_argument("--train", default="data/train.csv", help="training CSV (default: data/train.csv)")
     p.add_argument("--model-dir", default="models", help="where runs are saved (default: models)")
-    p.add_argument("--resume", metavar="RUN", help="continue a stopped run (its folder, or its id under "
-                   "--model-dir) from its last finished epoch, with its own settings")
-    p.add_argument("--report", type=_bool, default=True, metavar="0|1",
-                   help="write the run's report.html at the end (default 1)")
+    p.add_argument(
+        "--resume",
+        metavar="RUN",
+        help="continue a stopped run (its folder, or its id under "
+        "--model-dir) from its last finished epoch, with its own settings",
+    )
+    p.add_argument(
+        "--report",
+        type=_bool,
+        default=True,
+        metavar="0|1",
+        help="write the run's report.html at the end (default 1)",
+    )
     add_config_flags(p)
 
     p = sub.add_parser("submit", help="predict test.csv with a trained model and write submission.csv")
@@ -76,20 +96,39 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="write a run's network as ONNX (and QUANTIZE=1: an int8 copy)")
     p.add_argument("--model", default="models", help="run folder, model.npz, or models/ for the latest run")
     p.add_argument("--out", help="the .onnx file (default: models/<run-id>/model.onnx)")
-    p.add_argument("--quantize", type=_bool, metavar="0|1", default=False,
-                   help="also write <out>.int8.onnx (static int8, calibrated on the run's training rows)")
-    p.add_argument("--train", help="the run's train.csv, for quantizing (default: the one its metrics.json names)")
-    p.add_argument("--tta", type=_bool, metavar="0|1", help="test-time augmentation inside the graph "
-                   "(default: the model's setting)")
+    p.add_argument(
+        "--quantize",
+        type=_bool,
+        metavar="0|1",
+        default=False,
+        help="also write <out>.int8.onnx (static int8, calibrated on the run's training rows)",
+    )
+    p.add_argument(
+        "--train", help="the run's train.csv, for quantizing (default: the one its metrics.json names)"
+    )
+    p.add_argument(
+        "--tta",
+        type=_bool,
+        metavar="0|1",
+        help="test-time augmentation inside the graph (default: the model's setting)",
+    )
 
-    p = sub.add_parser("validate", help="score a saved run again on its own validation rows (with and without TTA)")
+    p = sub.add_parser(
+        "validate", help="score a saved run again on its own validation rows (with and without TTA)"
+    )
     p.add_argument("--model", default="models", help="run folder, model.npz, or models/ for the latest run")
     p.add_argument("--train", default="data/train.csv", help="the train.csv the run was trained on")
-    p.add_argument("--tta", type=_bool, metavar="0|1", help="only without (0) or with (1) test-time augmentation")
+    p.add_argument(
+        "--tta", type=_bool, metavar="0|1", help="only without (0) or with (1) test-time augmentation"
+    )
 
-    p = sub.add_parser("report", help="write a run's report.html: learning curves, confusion matrix, mistakes")
+    p = sub.add_parser(
+        "report", help="write a run's report.html: learning curves, confusion matrix, mistakes"
+    )
     p.add_argument("--model", default="models", help="run folder, or models/ for the latest run")
-    p.add_argument("--submissions", default="submissions", help="where `make submit` wrote (for the test rows)")
+    p.add_argument(
+        "--submissions", default="submissions", help="where `make submit` wrote (for the test rows)"
+    )
 
     p = sub.add_parser("runs", help="table of every run with validation and public leaderboard scores")
     p.add_argument("--models", default="models", help="folder of runs (default: models)")
@@ -99,7 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="epochs (default: the demo's 15)")
     p.add_argument("--seed", type=int, help="seed")
 
-    p = sub.add_parser("data", help="download the competition files into data/ with the official Kaggle client")
+    p = sub.add_parser(
+        "data", help="download the competition files into data/ with the official Kaggle client"
+    )
     p.add_argument("--competition", default=DEFAULT_COMPETITION)
     p.add_argument("--data-dir", default="data")
     p.add_argument("--force", action="store_true", help="download again even if valid files are there")
@@ -120,34 +161,61 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", nargs="?", default="submissions/submission.csv")
     p.add_argument("--sample", default="data/sample_submission.csv")
 
-    p = sub.add_parser("sweep", help="train one run per trial of a search space (local processes or a Dask "
-                       "cluster), rank them; resumes")
+    p = sub.add_parser(
+        "sweep",
+        help="train one run per trial of a search space (local processes or a Dask "
+        "cluster), rank them; resumes",
+    )
     p.add_argument("--space", default="sweeps/default-mlp.toml", help="the space file (.toml or .json)")
     p.add_argument("--trials", type=int, help="trials to run (default: the space file's, or its whole grid)")
-    p.add_argument("--jobs", type=int, default=1, help="local trials trained at once in processes (default 1)")
-    p.add_argument("--scheduler", default=os.environ.get("DASK_SCHEDULER") or None,
-                   help="a Dask scheduler, e.g. tcp://host:8786: its workers train the trials "
-                        "(default: $DASK_SCHEDULER; unset: local processes)")
+    p.add_argument(
+        "--jobs", type=int, default=1, help="local trials trained at once in processes (default 1)"
+    )
+    p.add_argument(
+        "--scheduler",
+        default=os.environ.get("DASK_SCHEDULER") or None,
+        help="a Dask scheduler, e.g. tcp://host:8786: its workers train the trials "
+        "(default: $DASK_SCHEDULER; unset: local processes)",
+    )
     p.add_argument("--train", default="data/train.csv", help="training CSV (default: data/train.csv)")
     p.add_argument("--model-dir", default="models", help="where the trials' runs are saved (default: models)")
     p.add_argument("--sweep-dir", default="sweeps", help="where the sweep's folder goes (default: sweeps)")
     add_config_flags(p)
 
-    p = sub.add_parser("serve", help="a web page to draw digits on and watch the model read them, and a JSON API")
-    p.add_argument("--model", default="models", help="run folder, model.npz, or models/ for the latest run "
-                   "(falls back to models/demo)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p = sub.add_parser(
+        "serve", help="a web page to draw digits on and watch the model read them, and a JSON API"
+    )
+    p.add_argument(
+        "--model",
+        default="models",
+        help="run folder, model.npz, or models/ for the latest run (falls back to models/demo)",
+    )
+    p.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)"
+    )
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
 
     p = sub.add_parser("bench", help="benchmark speed and accuracy; prints tables and writes bench/")
     p.add_argument("--train", default="data/train.csv")
-    p.add_argument("--part", choices=["speed", "accuracy", "all", "onnx", "serve", "sweep"], default="all",
-                   help="all = speed and accuracy; onnx, serve and sweep run only on their own")
-    p.add_argument("--model", default="models", help="onnx part: the run to export and time (default: latest)")
+    p.add_argument(
+        "--part",
+        choices=["speed", "accuracy", "all", "onnx", "serve", "sweep"],
+        default="all",
+        help="all = speed and accuracy; onnx, serve and sweep run only on their own",
+    )
+    p.add_argument(
+        "--model", default="models", help="onnx part: the run to export and time (default: latest)"
+    )
     p.add_argument("--seeds", type=int, default=3, help="seeds for the default preset's accuracy")
-    p.add_argument("--presets", default="reference,default,best", help="presets to train in the accuracy part")
-    p.add_argument("--jobs", type=int, default=1, help="accuracy runs trained at once in processes (default 1: "
-                   "timings undisturbed)")
+    p.add_argument(
+        "--presets", default="reference,default,best", help="presets to train in the accuracy part"
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="accuracy runs trained at once in processes (default 1: timings undisturbed)",
+    )
     p.add_argument("--out", default="bench", help="folder for the result files")
     return parser
 
@@ -240,7 +308,9 @@ def cmd_demo(args) -> int:
 def cmd_data(args) -> int:
     from kit.kaggle import commands as kaggle_io
 
-    kaggle_io.run_data(args.competition, Path(args.data_dir), args.force, Path(args.zip) if args.zip else None)
+    kaggle_io.run_data(
+        args.competition, Path(args.data_dir), args.force, Path(args.zip) if args.zip else None
+    )
     return 0
 
 
@@ -286,15 +356,36 @@ def cmd_sweep(args) -> int:
 
     base = config_from_args(args)
     preset = config.make_config(base.preset)
-    overrides = {name: getattr(base, name) for name in base.to_dict()
-                 if getattr(base, name) != getattr(preset, name)}  # what the command line changed
-    run_sweep(args.space, base.preset, overrides, args.train, args.model_dir, args.sweep_dir,
-              n_trials=args.trials, n_jobs=args.jobs, scheduler=args.scheduler)
+    overrides = {
+        name: getattr(base, name) for name in base.to_dict() if getattr(base, name) != getattr(preset, name)
+    }  # what the command line changed
+    run_sweep(
+        args.space,
+        base.preset,
+        overrides,
+        args.train,
+        args.model_dir,
+        args.sweep_dir,
+        n_trials=args.trials,
+        n_jobs=args.jobs,
+        scheduler=args.scheduler,
+    )
     return 0
 
 
 COMMANDS = {
-    "train": cmd_train, "submit": cmd_submit, "validate": cmd_validate, "demo": cmd_demo, "data": cmd_data,
-    "upload": cmd_upload, "check": cmd_check, "bench": cmd_bench, "config": cmd_config, "export": cmd_export,
-    "report": cmd_report, "runs": cmd_runs, "serve": cmd_serve, "sweep": cmd_sweep,
+    "train": cmd_train,
+    "submit": cmd_submit,
+    "validate": cmd_validate,
+    "demo": cmd_demo,
+    "data": cmd_data,
+    "upload": cmd_upload,
+    "check": cmd_check,
+    "bench": cmd_bench,
+    "config": cmd_config,
+    "export": cmd_export,
+    "report": cmd_report,
+    "runs": cmd_runs,
+    "serve": cmd_serve,
+    "sweep": cmd_sweep,
 }

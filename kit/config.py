@@ -2,7 +2,8 @@
 
 Precedence: dataclass defaults < preset < Make variables < command-line flags. Each field is
 declared once, on the Config dataclass; the flags (kit/cli.py), `make help` and the README's
-table are generated from it (`kit config --markdown`). The resolved Config is stored with every run as config.json.
+table are generated from it (`kit config --markdown`). The resolved Config is stored with every
+run as config.json.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from kit.nn.optim import OPTIMIZERS, SCHEDULES
 ARCHS = ("mlp", "cnn")
 
 
-def option(default: Any, help: str, *, make: str | None = None, flag: str | None = None,
-           choices: str | None = None) -> Any:
+def option(
+    default: Any, help: str, *, make: str | None = None, flag: str | None = None, choices: str | None = None
+) -> Any:
     """A Config field with everything the command line, the Makefile and the README need:
     `help` (one line), the Make variable (default: the name in capitals), the flag (default:
     --name-with-dashes) and, for a name picked from a registry, where its choices live."""
@@ -37,8 +39,12 @@ class Config:
     preset: str = option("default", "named configuration the other values start from", choices="PRESETS")
     arch: str = option("mlp", "network family (cnn: conv blocks, then dense layers)", choices="ARCHS")
     hidden: tuple[int, ...] = option((128, 64), "hidden dense sizes, e.g. 128,64")
-    conv_channels: tuple[int, ...] = option((32, 64), "cnn: channels per conv block (3x3 conv, 2x2 max-pool), "
-                                            "e.g. 32,64", make="CHANNELS", flag="--channels")
+    conv_channels: tuple[int, ...] = option(
+        (32, 64),
+        "cnn: channels per conv block (3x3 conv, 2x2 max-pool), e.g. 32,64",
+        make="CHANNELS",
+        flag="--channels",
+    )
     convs_per_block: int = option(1, "cnn: 3x3 convolutions (each with batch norm and activation) per block")
     activation: str = option("relu", "hidden activation", choices="ACTIVATIONS")
     dropout: float = option(0.0, "drop probability after each hidden dense layer (0 = off)")
@@ -61,18 +67,21 @@ class Config:
     max_shift: float = option(2.0, "augment: largest shift in pixels")
     max_rotate: float = option(10.0, "augment: largest rotation in degrees")
     max_scale: float = option(0.1, "augment: largest relative zoom in or out")
-    max_warp: float = option(0.0, "augment: elastic warp, largest displacement in pixels of a smooth random "
-                             "field (0 = off)")
+    max_warp: float = option(
+        0.0, "augment: elastic warp, largest displacement in pixels of a smooth random field (0 = off)"
+    )
     # --- after training
     refit: bool = option(False, "retrain on all rows (train + validation) for the best epoch's count")
     ensemble: int = option(1, "members trained with different seeds; their probabilities are averaged")
     tta: bool = option(False, "test-time augmentation: average predictions over small shifts")
     # --- bookkeeping
     seed: int = option(0, "the one seed: init, split, shuffle, dropout, augmentation")
-    eval_batch_size: int = option(4096, "rows per forward pass when evaluating and predicting",
-                                  make="EVAL_BATCH", flag="--eval-batch")
-    blas_threads: int = option(0, "BLAS threads for training (0 = all cores; see kit/blas.py)",
-                               make="THREADS", flag="--threads")
+    eval_batch_size: int = option(
+        4096, "rows per forward pass when evaluating and predicting", make="EVAL_BATCH", flag="--eval-batch"
+    )
+    blas_threads: int = option(
+        0, "BLAS threads for training (0 = all cores; see kit/blas.py)", make="THREADS", flag="--threads"
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -81,7 +90,7 @@ class Config:
         return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "Config":
+    def from_dict(cls, values: dict[str, Any]) -> Config:
         known = {f.name: f for f in dataclasses.fields(cls)}
         kwargs = {}
         for name, value in values.items():
@@ -97,23 +106,53 @@ class Config:
 PRESETS: dict[str, dict[str, Any]] = {
     # The notebook this kit grew from, exactly: 784-128-64-10, plain mini-batch SGD.
     "reference": dict(
-        arch="mlp", hidden=(128, 64), optimizer="sgd", lr=0.01, batch_size=64, epochs=20,
+        arch="mlp",
+        hidden=(128, 64),
+        optimizer="sgd",
+        lr=0.01,
+        batch_size=64,
+        epochs=20,
         schedule="constant",
     ),
     # The everyday choice: a wider MLP, AdamW with warm-up + cosine, light augmentation.
     "default": dict(
-        arch="mlp", hidden=(512, 256), optimizer="adamw", lr=2e-3, weight_decay=1e-2,
-        schedule="warmup_cosine", warmup_epochs=1.0, batch_size=128, epochs=30, dropout=0.1,
-        augment=True, max_shift=2.0, max_rotate=8.0, max_scale=0.08,
+        arch="mlp",
+        hidden=(512, 256),
+        optimizer="adamw",
+        lr=2e-3,
+        weight_decay=1e-2,
+        schedule="warmup_cosine",
+        warmup_epochs=1.0,
+        batch_size=128,
+        epochs=30,
+        dropout=0.1,
+        augment=True,
+        max_shift=2.0,
+        max_rotate=8.0,
+        max_scale=0.08,
     ),
     # Spends more time (under a quarter of an hour on 2 cores): a CNN of three conv blocks with
     # batch norm and augmentation. One member for 24 epochs beat two for 12 each in the same
     # time (0.9948 / 0.9979 against 0.9938 / 0.9960 on seeds 0 / 1, 2026-11-29).
     "best": dict(
-        arch="cnn", conv_channels=(32, 64, 128), hidden=(256,), optimizer="adamw", lr=2e-3,
-        weight_decay=5e-4, schedule="onecycle", batch_size=128, epochs=24, dropout=0.25,
-        batch_norm=True, augment=True, max_shift=2.0, max_rotate=10.0, max_scale=0.1,
-        label_smoothing=0.1, ensemble=1, eval_batch_size=256,  # a CNN evaluates 256 rows at a time
+        arch="cnn",
+        conv_channels=(32, 64, 128),
+        hidden=(256,),
+        optimizer="adamw",
+        lr=2e-3,
+        weight_decay=5e-4,
+        schedule="onecycle",
+        batch_size=128,
+        epochs=24,
+        dropout=0.25,
+        batch_norm=True,
+        augment=True,
+        max_shift=2.0,
+        max_rotate=10.0,
+        max_scale=0.1,
+        label_smoothing=0.1,
+        ensemble=1,
+        eval_batch_size=256,  # a CNN evaluates 256 rows at a time
     ),
 }
 
@@ -133,8 +172,14 @@ def validate(config: Config) -> None:
     """Refuse settings that cannot work, with one line naming the setting."""
     checks = [
         (config.arch in ARCHS, f"arch {config.arch!r}: choose mlp or cnn"),
-        (config.activation in ACTIVATIONS, f"activation {config.activation!r}: choose one of {', '.join(ACTIVATIONS)}"),
-        (config.optimizer in OPTIMIZERS, f"optimizer {config.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}"),
+        (
+            config.activation in ACTIVATIONS,
+            f"activation {config.activation!r}: choose one of {', '.join(ACTIVATIONS)}",
+        ),
+        (
+            config.optimizer in OPTIMIZERS,
+            f"optimizer {config.optimizer!r}: choose one of {', '.join(OPTIMIZERS)}",
+        ),
         (config.schedule in SCHEDULES, f"schedule {config.schedule!r}: choose one of {', '.join(SCHEDULES)}"),
         (all(h > 0 for h in config.hidden), f"hidden {config.hidden}: sizes must be positive integers"),
         (all(c > 0 for c in config.conv_channels), f"conv_channels {config.conv_channels}: must be positive"),
@@ -153,9 +198,14 @@ def validate(config: Config) -> None:
         (0 <= config.momentum < 1, f"momentum {config.momentum}: must be in [0, 1)"),
         (config.warmup_epochs >= 0, f"warmup epochs {config.warmup_epochs}: must be 0 or more"),
         (config.grad_clip >= 0, f"grad clip {config.grad_clip}: must be 0 (off) or more"),
-        (min(config.max_shift, config.max_rotate, config.max_scale) >= 0,
-         "max_shift, max_rotate, max_scale: must be 0 or more"),
-        (len(config.hidden) > 0 or config.arch == "cnn", "hidden: an mlp needs at least one hidden layer size"),
+        (
+            min(config.max_shift, config.max_rotate, config.max_scale) >= 0,
+            "max_shift, max_rotate, max_scale: must be 0 or more",
+        ),
+        (
+            len(config.hidden) > 0 or config.arch == "cnn",
+            "hidden: an mlp needs at least one hidden layer size",
+        ),
     ]
     for ok, message in checks:
         if not ok:
@@ -169,8 +219,13 @@ def validate(config: Config) -> None:
 def choices(field_name: str) -> tuple[str, ...]:
     """The names a registry-backed field may take (empty for a free field)."""
     where = CONFIG_FIELDS[field_name].metadata["choices"]
-    registry = {"PRESETS": PRESETS, "ARCHS": ARCHS, "ACTIVATIONS": ACTIVATIONS, "OPTIMIZERS": OPTIMIZERS,
-                "SCHEDULES": SCHEDULES}.get(where, ())
+    registry = {
+        "PRESETS": PRESETS,
+        "ARCHS": ARCHS,
+        "ACTIVATIONS": ACTIVATIONS,
+        "OPTIMIZERS": OPTIMIZERS,
+        "SCHEDULES": SCHEDULES,
+    }.get(where, ())
     return tuple(registry)
 
 
@@ -191,7 +246,8 @@ def field_type(field_name: str) -> type:
 
 
 def parse_value(field_name: str, text: str) -> Any:
-    """A flag's or Make variable's text -> the field's value; one line naming the setting when it is not one."""
+    """A flag's or Make variable's text -> the field's value; one line naming the setting when it is
+    not one."""
     kind, text = field_type(field_name), text.strip()
     name = make_variable(field_name)
     if kind is bool:
@@ -227,8 +283,10 @@ def show(value: Any) -> str:
 def preset_values(field_name: str) -> list[str]:
     """The field's value in each preset, in PRESETS order."""
     defaults = Config()
-    return [show(values.get(field_name, getattr(defaults, field_name))) if field_name != "preset" else name
-            for name, values in PRESETS.items()]
+    return [
+        show(values.get(field_name, getattr(defaults, field_name))) if field_name != "preset" else name
+        for name, values in PRESETS.items()
+    ]
 
 
 def help_text(field_name: str) -> str:
@@ -240,8 +298,7 @@ def help_text(field_name: str) -> str:
 
 def markdown_table() -> str:
     """The README's variables table: one row per Config field."""
-    rows = [f"| variable | flag | meaning | {' | '.join(PRESETS)} |",
-            "|---|---|---|" + "---|" * len(PRESETS)]
+    rows = [f"| variable | flag | meaning | {' | '.join(PRESETS)} |", "|---|---|---|" + "---|" * len(PRESETS)]
     for name in CONFIG_FIELDS:
         values = " | ".join(preset_values(name)) if name != "preset" else " | " * (len(PRESETS) - 1)
         rows.append(f"| `{make_variable(name)}` | `{flag(name)}` | {help_text(name)} | {values} |")
@@ -264,8 +321,12 @@ def describe(config: Config) -> str:
         shape = f"cnn conv{list(config.conv_channels)}{per_block} dense{list(config.hidden)}"
     else:
         shape = "784-" + "-".join(str(h) for h in config.hidden) + "-10"
-    extras = [f"{config.optimizer} lr {config.lr} ({config.schedule})", f"batch {config.batch_size}",
-              f"{config.epochs} epochs", f"seed {config.seed}"]
+    extras = [
+        f"{config.optimizer} lr {config.lr} ({config.schedule})",
+        f"batch {config.batch_size}",
+        f"{config.epochs} epochs",
+        f"seed {config.seed}",
+    ]
     if config.augment:
         extras.append("augment")
     if config.dropout:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kit.kaggle.archive import install_archive, installed_problem
 from kit.config import make_config
 from kit.core.console import log
+from kit.kaggle.archive import install_archive, installed_problem
 from kit.run.train import train_run
 
 SAMPLE_ZIP = Path(__file__).resolve().parent.parent / "data" / "sample" / "digit-recognizer-sample.zip"
@@ -34,7 +34,9 @@ def run_demo(epochs: int | None = None, seed: int | None = None) -> None:
     submit_run(run_dir, DEMO_DATA / "test.csv", DEMO_SUBMISSION, DEMO_DATA / "sample_submission.csv")
     from kit.report.page import write_report
 
-    report = write_report(run_dir, DEMO_SUBMISSION.parent)  # after the submission: it shows its least-sure rows
+    report = write_report(
+        run_dir, DEMO_SUBMISSION.parent
+    )  # after the submission: it shows its least-sure rows
     log(f"\ndemo done: data in {DEMO_DATA}/, model in {run_dir}/, submission in {DEMO_SUBMISSION}")
     log("with the real competition files: make data && make train && make submit")
     log(f"report (open it in a browser): {report.path}")

@@ -50,16 +50,29 @@ def start_chromium(width: int, height: int, mobile: bool, profile: str):
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM if os.path.exists(CHROMIUM) else shutil.which("chromium")
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--disable-extensions", f"--user-data-dir={profile}",
-                 f"--window-size={width},{height}"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-extensions",
+        f"--user-data-dir={profile}",
+        f"--window-size={width},{height}",
+    ):
         options.add_argument(flag)
     if mobile:
-        options.add_experimental_option("mobileEmulation", {
-            "deviceMetrics": {"width": width, "height": height, "pixelRatio": 3.0, "touch": True},
-            "userAgent": "Mozilla/5.0 (Linux; Android 14) Mobile",
-        })
+        options.add_experimental_option(
+            "mobileEmulation",
+            {
+                "deviceMetrics": {"width": width, "height": height, "pixelRatio": 3.0, "touch": True},
+                "userAgent": "Mozilla/5.0 (Linux; Android 14) Mobile",
+            },
+        )
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver_path = CHROMEDRIVER if os.path.exists(CHROMEDRIVER) else shutil.which("chromedriver")
     driver = webdriver.Chrome(service=Service(executable_path=driver_path), options=options)
@@ -69,8 +82,11 @@ def start_chromium(width: int, height: int, mobile: bool, profile: str):
 
 def console_errors(driver) -> list[str]:
     """The browser console's SEVERE entries since the last call (favicon misses excluded)."""
-    return [entry["message"] for entry in driver.get_log("browser")
-            if entry.get("level") == "SEVERE" and "favicon.ico" not in entry.get("message", "")]
+    return [
+        entry["message"]
+        for entry in driver.get_log("browser")
+        if entry.get("level") == "SEVERE" and "favicon.ico" not in entry.get("message", "")
+    ]
 
 
 @pytest.fixture

@@ -2,7 +2,9 @@
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: subprocesses, parallel processes, the bench, a browser, a cluster")
+    config.addinivalue_line(
+        "markers", "slow: subprocesses, parallel processes, the bench, a browser, a cluster"
+    )
 
 
 from browser import browser  # noqa: E402,F401  (the headless Chromium fixture)

@@ -8,7 +8,7 @@ no_proxy empty) those requests arrive here in absolute form ("POST http://localh
     POST /api/v1/security.OAuthService/IntrospectToken            {"token"} -> {"active", "username"}
     POST /api/v1/competitions.CompetitionApiService/DownloadDataFiles  {"competitionName"}
          -> 302 Location: http://localhost/storage/<competition>.zip
-    GET  /storage/<name>.zip                                        the archive (Content-Length, Last-Modified)
+    GET  /storage/<name>.zip                                       the archive (Content-Length, Last-Modified)
     POST .../StartSubmissionUpload   {"competitionName", "fileName", "contentLength", ...}
          -> {"token", "createUrl": "http://localhost/upload/<token>"}
     PUT  /upload/<token>                                            the file's bytes, recorded exactly
@@ -19,10 +19,11 @@ no_proxy empty) those requests arrive here in absolute form ("POST http://localh
 Errors are answered as Kaggle does: a JSON body {"code": N, "message": ...} with HTTP status N.
 API calls need `Authorization: Basic <username:key>` or `Bearer <token>` matching the fake account.
 A test steers it by setting attributes between runs (see `reset`): `fail` (endpoint -> status),
-`valid_keys` / `valid_tokens` / `introspect_open` (the account), `rate_limit` (endpoint -> how many 429 answers before success), `delay` (endpoint -> seconds to
-stall), `archive` (the bytes served), `pending_polls`, `score_error`. Every request is recorded
-in `requests`. Request handling is bounded: each connection has a socket timeout and is closed
-after one answer, stalls end when the server stops.
+`valid_keys` / `valid_tokens` / `introspect_open` (the account), `rate_limit` (endpoint -> how
+many 429 answers before success), `delay` (endpoint -> seconds to stall), `archive` (the bytes
+served), `pending_polls`, `score_error`. Every request is recorded in `requests`. Request
+handling is bounded: each connection has a socket timeout and is closed after one answer, stalls
+end when the server stops.
 """
 
 from __future__ import annotations
@@ -148,7 +149,7 @@ class FakeKaggle:
 
     # ---- lifecycle
 
-    def start(self) -> "FakeKaggle":
+    def start(self) -> FakeKaggle:
         fake = self
 
         class Server(ThreadingHTTPServer):
@@ -160,7 +161,9 @@ class FakeKaggle:
 
         self._stopping.clear()
         self.httpd = Server(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.thread.start()
         return self
 
@@ -217,15 +220,20 @@ class FakeKaggle:
                 answer = 429, {"code": 429, "message": "Too many requests"}
             elif self.fail.get(endpoint):
                 status = self.fail[endpoint]
-                messages = {401: "Unauthenticated", 403: "You must accept this competition's rules",
-                            404: "Not found", 400: "Submission limit reached", 500: "Internal error"}
+                messages = {
+                    401: "Unauthenticated",
+                    403: "You must accept this competition's rules",
+                    404: "Not found",
+                    400: "Submission limit reached",
+                    500: "Internal error",
+                }
                 answer = status, {"code": status, "message": messages.get(status, "error")}
         if stall:
             self._stopping.wait(stall)
             return 503, {"code": 503, "message": "stalled"}  # the client has given up by now
         return answer
 
-    def handle_api(self, handler: "_Handler", service: str, method: str, body: dict) -> None:
+    def handle_api(self, handler: _Handler, service: str, method: str, body: dict) -> None:
         open_call = method == "IntrospectToken" and self.introspect_open
         if not open_call and not self._authorized(handler.headers.get("Authorization")):
             return handler.send_json(401, {"code": 401, "message": "Unauthenticated"})
@@ -236,8 +244,10 @@ class FakeKaggle:
             active = body.get("token") in self.valid_tokens
             return handler.send_json(200, {"active": active, "username": USERNAME} if active else {})
         competition = body.get("competitionName")
-        if method in ("DownloadDataFiles", "StartSubmissionUpload", "CreateSubmission", "ListSubmissions") \
-                and competition not in self.competitions:
+        if (
+            method in ("DownloadDataFiles", "StartSubmissionUpload", "CreateSubmission", "ListSubmissions")
+            and competition not in self.competitions
+        ):
             return handler.send_json(404, {"code": 404, "message": f"Competition {competition} not found"})
         if method == "DownloadDataFiles":
             return handler.send_redirect(f"http://localhost/storage/{competition}.zip")
@@ -253,15 +263,20 @@ class FakeKaggle:
                     return handler.send_json(400, {"code": 400, "message": "Unknown upload token"})
                 ref = 40000 + self._counter
                 self._counter += 1
-                self.submissions.insert(0, {
-                    "ref": ref,
-                    "fileName": self.uploads_expected[token].get("fileName"),
-                    "description": body.get("submissionDescription", ""),
-                    "date": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
-                    "totalBytes": len(self.uploads[token]),
-                    "polls": 0,
-                })
-            return handler.send_json(200, {"message": "Successfully submitted to Digit Recognizer", "ref": ref})
+                self.submissions.insert(
+                    0,
+                    {
+                        "ref": ref,
+                        "fileName": self.uploads_expected[token].get("fileName"),
+                        "description": body.get("submissionDescription", ""),
+                        "date": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime()),
+                        "totalBytes": len(self.uploads[token]),
+                        "polls": 0,
+                    },
+                )
+            return handler.send_json(
+                200, {"message": "Successfully submitted to Digit Recognizer", "ref": ref}
+            )
         if method == "ListSubmissions":
             listed = []
             with self.lock:
@@ -279,7 +294,7 @@ class FakeKaggle:
             return handler.send_json(200, {"submissions": listed})
         return handler.send_json(404, {"code": 404, "message": f"no method {service}/{method}"})
 
-    def handle_storage(self, handler: "_Handler") -> None:
+    def handle_storage(self, handler: _Handler) -> None:
         scripted = self._steer("storage")
         if scripted:
             return handler.send_json(*scripted)
@@ -292,7 +307,7 @@ class FakeKaggle:
         handler.end_headers()
         handler.wfile.write(data)
 
-    def handle_upload(self, handler: "_Handler", token: str, data: bytes) -> None:
+    def handle_upload(self, handler: _Handler, token: str, data: bytes) -> None:
         scripted = self._steer("upload")
         if scripted:
             status, _ = scripted
@@ -356,8 +371,14 @@ class _Handler(BaseHTTPRequestHandler):
         host = url.hostname or (self.headers.get("Host") or "").split(":")[0]
         body = self._read_body() if verb in ("POST", "PUT") else b""
         parts = url.path.strip("/").split("/")
-        record = {"verb": verb, "host": host, "path": url.path, "endpoint": "?",
-                  "auth": (self.headers.get("Authorization") or "").split(" ")[0], "body": None}
+        record = {
+            "verb": verb,
+            "host": host,
+            "path": url.path,
+            "endpoint": "?",
+            "auth": (self.headers.get("Authorization") or "").split(" ")[0],
+            "body": None,
+        }
         if verb == "POST" and len(parts) == 4 and parts[:2] == ["api", "v1"]:
             record["endpoint"] = parts[3]
             try:

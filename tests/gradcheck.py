@@ -54,8 +54,14 @@ def assert_close(analytic: np.ndarray, numeric: np.ndarray, what: str, zero_ok: 
         assert np.abs(numeric).max() > 1e-3, f"{what}: the check saw no gradient at all"
 
 
-def check_gradients(chain: list[L.Layer], x: np.ndarray, seed: int = 0, before=None, input_grad: bool = True,
-                    zero_ok: frozenset = frozenset()):
+def check_gradients(
+    chain: list[L.Layer],
+    x: np.ndarray,
+    seed: int = 0,
+    before=None,
+    input_grad: bool = True,
+    zero_ok: frozenset = frozenset(),
+):
     """Compare backward's input gradient and every parameter gradient of every layer in the
     chain with finite differences of sum(forward(x) * R) for a fixed random R. `zero_ok` names
     (layer index, parameter) pairs whose gradient is legitimately zero."""
@@ -79,8 +85,12 @@ def check_gradients(chain: list[L.Layer], x: np.ndarray, seed: int = 0, before=N
         f = lambda: objective(chain, x, r, before)  # noqa: E731
         assert_close(analytic_in, numeric_grad(f, x), "input gradient")
     for (i, name), g in analytic_params.items():
-        assert_close(g, numeric_grad(f, chain[i].params[name]), f"layer {i} ({type(chain[i]).__name__}) {name}",
-                     zero_ok=(i, name) in zero_ok)
+        assert_close(
+            g,
+            numeric_grad(f, chain[i].params[name]),
+            f"layer {i} ({type(chain[i]).__name__}) {name}",
+            zero_ok=(i, name) in zero_ok,
+        )
     return analytic_in
 
 
@@ -94,5 +104,3 @@ def distinct(rng, shape, spacing=0.01) -> np.ndarray:
     """Values all at least `spacing` apart (no max-pool near-ties within a step)."""
     n = int(np.prod(shape))
     return (rng.permutation(n) * spacing - n * spacing / 2).reshape(shape).astype(F64)
-
-

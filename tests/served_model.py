@@ -1,5 +1,6 @@
-"""One small real model for the serve tests (and PNGs of its digits drawn big): the default preset trained for a few epochs on
-the bundled sample (5,000 real rows; ~95% validation accuracy), once per test session."""
+"""One small real model for the serve tests (and PNGs of its digits drawn big): the default
+preset trained for a few epochs on the bundled sample (5,000 real rows; ~95% validation
+accuracy), once per test session."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from PIL import Image
 
 from kit.config import make_config
 from kit.data.load import load_split
-from kit.run.model import Model
 from kit.data.preprocess import resample_matrix
+from kit.run.model import Model
 
 try:  # the archive installer is moving from kit.kaggle_io to kit.archive
     from kit.kaggle.archive import install_archive
@@ -41,7 +42,9 @@ def sample_model(tmp_path_factory) -> SampleModel:
     install_archive(SAMPLE_ZIP, root / "data")
     config = make_config("default", epochs=EPOCHS, seed=0)
     run_dir = train_run(config, root / "data" / "train.csv", root / "models")
-    _, _, x_val, y_val = load_split(root / "data" / "train.csv", config.val_fraction, np.random.default_rng(config.seed))
+    _, _, x_val, y_val = load_split(
+        root / "data" / "train.csv", config.val_fraction, np.random.default_rng(config.seed)
+    )
     x_val = np.rint(x_val * 255).astype(np.uint8)
     return SampleModel(Model.load(run_dir / "model.npz"), run_dir, x_val, y_val)
 
@@ -51,7 +54,7 @@ def drawn_png(row: np.ndarray, scale: int = 7, top: int = 20, left: int = 60) ->
     side = 28 * scale
     big = resample_matrix(28, side) @ row.reshape(28, 28).astype(np.float32) @ resample_matrix(28, side).T
     canvas = np.zeros((280, 280), dtype=np.float32)
-    canvas[top:top + side, left:left + side] = big
+    canvas[top : top + side, left : left + side] = big
     image = 255 - np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
     return png(image)
 

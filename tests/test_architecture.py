@@ -38,11 +38,19 @@ MAY_IMPORT: dict[str, set[str]] = {
 # Third-party libraries that cost seconds to import or belong to one job, and the parts that
 # may import them.
 HEAVY: dict[str, set[str]] = {
-    "fastapi": {"serve"}, "starlette": {"serve"}, "uvicorn": {"serve"}, "pydantic": {"serve"},
-    "onnx": {"onnx"}, "onnxruntime": {"onnx"},
-    "matplotlib": {"report"}, "sklearn.metrics": {"report"},
-    "dask": {"sweep"}, "distributed": {"sweep"},
-    "kaggle": {"kaggle"}, "kagglesdk": {"kaggle"}, "requests": {"kaggle"},
+    "fastapi": {"serve"},
+    "starlette": {"serve"},
+    "uvicorn": {"serve"},
+    "pydantic": {"serve"},
+    "onnx": {"onnx"},
+    "onnxruntime": {"onnx"},
+    "matplotlib": {"report"},
+    "sklearn.metrics": {"report"},
+    "dask": {"sweep"},
+    "distributed": {"sweep"},
+    "kaggle": {"kaggle"},
+    "kagglesdk": {"kaggle"},
+    "requests": {"kaggle"},
 }
 
 
@@ -61,7 +69,9 @@ def imports(path: Path, package: str | None = None) -> tuple[set[str], set[str]]
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.ImportFrom):
             if node.level:  # relative: resolved against the file's package
-                base = ".".join(package[: len(package) - node.level + 1] + ([node.module] if node.module else []))
+                base = ".".join(
+                    package[: len(package) - node.level + 1] + ([node.module] if node.module else [])
+                )
             else:
                 base = node.module or ""
             if base == "kit" or base.startswith("kit."):
@@ -76,7 +86,7 @@ def imports(path: Path, package: str | None = None) -> tuple[set[str], set[str]]
 
 
 def kit_part(dotted: str) -> str:
-    """"kit.nn.layers" -> "nn"; "kit.config" -> "config"; "kit.__version__" -> "__init__"."""
+    """ "kit.nn.layers" -> "nn"; "kit.config" -> "config"; "kit.__version__" -> "__init__"."""
     parts = dotted.split(".")
     if len(parts) == 1 or parts[1] == "__version__":
         return "__init__"
@@ -136,7 +146,9 @@ def test_no_import_circle_between_modules():
         state[module] = "open"
         trail.append(module)
         for dep in sorted(graph.get(module, ())):
-            assert state.get(dep) != "open", "import circle: " + " -> ".join(trail[trail.index(dep):] + [dep])
+            assert state.get(dep) != "open", "import circle: " + " -> ".join(
+                trail[trail.index(dep) :] + [dep]
+            )
             if dep not in state:
                 visit(dep)
         trail.pop()
@@ -161,11 +173,19 @@ def test_heavy_libraries_stay_in_their_part():
 def test_the_checks_see_every_spelling(tmp_path):
     """The parser itself: relative, absolute, function-level, and `from kit import x`."""
     source = tmp_path / "probe.py"
-    source.write_text("from ..nn import layers\nfrom . import folders\nimport kit.data.load\nimport numpy as np\n"
-                      "def f():\n    from kit.config import Config\n    from kit import __version__\n"
-                      "    from sklearn.metrics import confusion_matrix\n")
+    source.write_text(
+        "from ..nn import layers\nfrom . import folders\nimport kit.data.load\nimport numpy as np\n"
+        "def f():\n    from kit.config import Config\n    from kit import __version__\n"
+        "    from sklearn.metrics import confusion_matrix\n"
+    )
     kit_names, others = imports(source, package="kit.run")
-    assert kit_names == {"kit.nn.layers", "kit.run.folders", "kit.data.load", "kit.config.Config", "kit.__version__"}
+    assert kit_names == {
+        "kit.nn.layers",
+        "kit.run.folders",
+        "kit.data.load",
+        "kit.config.Config",
+        "kit.__version__",
+    }
     assert {"numpy", "sklearn.metrics"} <= others
     assert sorted(kit_part(n) for n in kit_names) == ["__init__", "config", "data", "nn", "run"]
     assert module_of("kit.nn.layers.Dense") == "kit.nn.layers" and module_of("kit.__version__") == "kit"
@@ -178,11 +198,15 @@ def test_training_imports_none_of_the_heavy_libraries(tmp_path):
     from synthetic import write_train
 
     train = write_train(tmp_path / "train.csv", n=200)
-    code = ("import json, sys; from kit.cli import main; "
-            f"rc = main(['train', '--train', {str(train)!r}, '--model-dir', {str(tmp_path / 'models')!r}, "
-            "'--epochs', '1', '--report', '0']); "
-            "print(json.dumps({'rc': rc, 'modules': sorted(sys.modules)}))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    code = (
+        "import json, sys; from kit.cli import main; "
+        f"rc = main(['train', '--train', {str(train)!r}, '--model-dir', {str(tmp_path / 'models')!r}, "
+        "'--epochs', '1', '--report', '0']); "
+        "print(json.dumps({'rc': rc, 'modules': sorted(sys.modules)}))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     outcome = json.loads(result.stdout.strip().splitlines()[-1])
     assert outcome["rc"] == 0

@@ -37,8 +37,9 @@ def test_integer_shift_moves_pixels_exactly(dy, dx):
     out = transform_batch(x, dy, dx, 0.0, 1.0)
     img = x.reshape(4, 28, 28)
     expected = np.zeros_like(img)
-    expected[:, max(dy, 0):28 + min(dy, 0), max(dx, 0):28 + min(dx, 0)] = \
-        img[:, max(-dy, 0):28 + min(-dy, 0), max(-dx, 0):28 + min(-dx, 0)]
+    expected[:, max(dy, 0) : 28 + min(dy, 0), max(dx, 0) : 28 + min(dx, 0)] = img[
+        :, max(-dy, 0) : 28 + min(-dy, 0), max(-dx, 0) : 28 + min(-dx, 0)
+    ]
     np.testing.assert_array_equal(out.reshape(4, 28, 28), expected)
     np.testing.assert_array_equal(shift_images(x, dy, dx), expected.reshape(4, 784))
 
@@ -90,10 +91,17 @@ def test_batch_is_the_same_as_one_image_at_a_time():
     """Vectorisation must not mix images: each row equals transforming that row alone."""
     x = images(5)
     rng = np.random.default_rng(3)
-    sy, sx, ang, sc = rng.uniform(-2, 2, 5), rng.uniform(-2, 2, 5), rng.uniform(-10, 10, 5), rng.uniform(0.9, 1.1, 5)
+    sy, sx, ang, sc = (
+        rng.uniform(-2, 2, 5),
+        rng.uniform(-2, 2, 5),
+        rng.uniform(-10, 10, 5),
+        rng.uniform(0.9, 1.1, 5),
+    )
     batch = transform_batch(x, sy, sx, ang, sc)
     for i in range(5):
-        np.testing.assert_allclose(batch[i:i + 1], transform_batch(x[i:i + 1], sy[i], sx[i], ang[i], sc[i]), atol=1e-6)
+        np.testing.assert_allclose(
+            batch[i : i + 1], transform_batch(x[i : i + 1], sy[i], sx[i], ang[i], sc[i]), atol=1e-6
+        )
 
 
 def test_range_shape_dtype_and_out():
@@ -155,7 +163,9 @@ def test_a_batch_augmented_in_parts_equals_the_whole_batch_augmented():
     x = np.random.default_rng(3).random((10, 784), dtype=np.float32)
     whole = augment_batch(x, np.random.default_rng(9), 2.0, 10.0, 0.1)
     transforms = draw_transforms(10, np.random.default_rng(9), 2.0, 10.0, 0.1)
-    parts = np.concatenate([transform_batch(x[lo:hi], *(t[lo:hi] for t in transforms)) for lo, hi in ((0, 4), (4, 10))])
+    parts = np.concatenate(
+        [transform_batch(x[lo:hi], *(t[lo:hi] for t in transforms)) for lo, hi in ((0, 4), (4, 10))]
+    )
     np.testing.assert_array_equal(parts, whole)
 
 
@@ -178,7 +188,9 @@ def test_warp_draws_are_bounded_smooth_and_leave_other_draws_alone():
     assert len(plain) == 4 and len(warped) == 5  # no warp: the draws earlier runs made, unchanged
     for a, b in zip(plain, warped):
         np.testing.assert_array_equal(a, b)
-    assert warped[4].shape == (6, 2, 5, 5) and np.abs(warped[4]).max() <= 1.5 and np.abs(warped[4]).max() > 0.5
+    assert (
+        warped[4].shape == (6, 2, 5, 5) and np.abs(warped[4]).max() <= 1.5 and np.abs(warped[4]).max() > 0.5
+    )
     # a displaced point moves its neighbourhood: the image changes, but no pixel leaves [0, 1]
     x = np.random.default_rng(5).random((6, 784), dtype=np.float32)
     out = transform_batch(x, 0, 0, 0, 1, warped[4])

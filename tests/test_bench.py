@@ -13,9 +13,9 @@ import pytest
 
 from kit.bench import speed as bench
 from kit.config import make_config
-from kit.run.model import Model
-from kit.nn.optim import OPTIMIZERS
 from kit.core.blas import threads_per_job, usable_cores
+from kit.nn.optim import OPTIMIZERS
+from kit.run.model import Model
 from kit.run.parallel import run_many
 from synthetic import write_competition
 
@@ -38,7 +38,9 @@ def test_step_flops_of_the_reference_network():
 @pytest.mark.slow
 def test_the_cnn_floor_counts_every_convolution_of_a_block():
     one = bench.cnn_products(make_config("best", conv_channels=(4, 8)), 2, np.random.default_rng(0))[1]
-    two = bench.cnn_products(make_config("best", conv_channels=(4, 8), convs_per_block=2), 2, np.random.default_rng(0))[1]
+    two = bench.cnn_products(
+        make_config("best", conv_channels=(4, 8), convs_per_block=2), 2, np.random.default_rng(0)
+    )[1]
     # per image: conv 1->4 and 4->8 (+ 4->4 at 28x28 and 8->8 at 14x14 with two per block), dense 392->256->10
     dense = 6.0 * (8 * 49 * 256 + 256 * 10)
     first, second = 4.0 * 4 * 9 * 784, 6.0 * 8 * 36 * 196
@@ -55,24 +57,54 @@ def test_time_epochs_reports_a_ratio(competition):
     assert len(result["epoch_seconds"]) == 2 and len(result["floor_seconds"]) == 2
     assert result["n_batches"] == math.ceil(len(x) / 32)
     assert result["ratio"] > 0
-    one_thread = bench.time_epochs(make_config("reference", hidden=(16,), batch_size=32), x, y, epochs=1, threads=1)
+    one_thread = bench.time_epochs(
+        make_config("reference", hidden=(16,), batch_size=32), x, y, epochs=1, threads=1
+    )
     assert one_thread["blas_threads"] == 1
 
 
 @pytest.mark.slow
 def test_speed_part_writes_its_table(competition, tmp_path, capsys):
-    args = argparse.Namespace(train=str(competition / "train.csv"), part="speed", seeds=1,
-                              presets="reference", out=str(tmp_path / "bench"))
+    args = argparse.Namespace(
+        train=str(competition / "train.csv"),
+        part="speed",
+        seeds=1,
+        presets="reference",
+        out=str(tmp_path / "bench"),
+    )
     (tmp_path / "bench").mkdir()
-    (tmp_path / "bench" / bench.PEER_RECORD).write_text(json.dumps({  # as tools/cnn_race.py --record writes it
-        "measured": "2026-11-29T03:00:00+00:00", "machine": {"cpu": "Some CPU"}, "rows": 6400, "torch": "2.13.0+cpu",
-        "torch_threads": 2, "rounds": [{}, {}, {}], "median_kit_over_torch": 1.23, "median_kit_over_floor": 2.5}))
+    (tmp_path / "bench" / bench.PEER_RECORD).write_text(
+        json.dumps(
+            {  # as tools/cnn_race.py --record writes it
+                "measured": "2026-11-29T03:00:00+00:00",
+                "machine": {"cpu": "Some CPU"},
+                "rows": 6400,
+                "torch": "2.13.0+cpu",
+                "torch_threads": 2,
+                "rounds": [{}, {}, {}],
+                "median_kit_over_torch": 1.23,
+                "median_kit_over_floor": 2.5,
+            }
+        )
+    )
     results = bench.run_bench(args, TINY)
     speed = results["speed"]
     text = (tmp_path / "bench" / "speed.md").read_text()
     assert text in capsys.readouterr().out
-    for fragment in ("CPU:", "BLAS", "kernel", "float32 GEMM", "× floor", "cache", "rows/s", "peak RSS",
-                     "first batch", "PyTorch 2.13.0+cpu", "on 2026-11-29, Some CPU", "kit/PyTorch **1.23×**"):
+    for fragment in (
+        "CPU:",
+        "BLAS",
+        "kernel",
+        "float32 GEMM",
+        "× floor",
+        "cache",
+        "rows/s",
+        "peak RSS",
+        "first batch",
+        "PyTorch 2.13.0+cpu",
+        "on 2026-11-29, Some CPU",
+        "kit/PyTorch **1.23×**",
+    ):
         assert fragment in text, fragment
     stored = json.loads((tmp_path / "bench" / "speed.json").read_text())
     assert stored["load"]["speedup"] > 0
@@ -84,12 +116,23 @@ def test_speed_part_writes_its_table(competition, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_accuracy_part_writes_its_table(competition, tmp_path):
-    args = argparse.Namespace(train=str(competition / "train.csv"), part="accuracy", seeds=3,
-                              presets="reference,default,best", out=str(tmp_path / "bench"))
+    args = argparse.Namespace(
+        train=str(competition / "train.csv"),
+        part="accuracy",
+        seeds=3,
+        presets="reference,default,best",
+        out=str(tmp_path / "bench"),
+    )
     results = bench.run_bench(args, accuracy_epochs=1)
     runs = results["accuracy"]["runs"]
-    assert [(r["preset"], r["seed"]) for r in runs] == [("reference", 0), ("default", 0), ("default", 1), ("default", 2),
-                                                        ("best", 0), ("best", 1)]
+    assert [(r["preset"], r["seed"]) for r in runs] == [
+        ("reference", 0),
+        ("default", 0),
+        ("default", 1),
+        ("default", 2),
+        ("best", 0),
+        ("best", 1),
+    ]
     assert all(0 <= r["val_accuracy"] <= 1 and r["best_epoch"] == 1 for r in runs)
     text = (tmp_path / "bench" / "accuracy.md").read_text()
     assert "| reference | 1 |" in text and "3 seeds" in text and "±" in text
@@ -101,18 +144,34 @@ def test_bench_refuses_a_missing_file_and_an_unknown_preset(tmp_path, competitio
     from kit.core.errors import KitError
 
     with pytest.raises(KitError, match="make data"):
-        bench.run_bench(argparse.Namespace(train=str(tmp_path / "nope.csv"), part="speed", seeds=1,
-                                           presets="reference", out=str(tmp_path)))
+        bench.run_bench(
+            argparse.Namespace(
+                train=str(tmp_path / "nope.csv"),
+                part="speed",
+                seeds=1,
+                presets="reference",
+                out=str(tmp_path),
+            )
+        )
     with pytest.raises(KitError, match="unknown preset"):
-        bench.run_bench(argparse.Namespace(train=str(competition / "train.csv"), part="accuracy", seeds=1,
-                                           presets="reference,nonsense", out=str(tmp_path)))
+        bench.run_bench(
+            argparse.Namespace(
+                train=str(competition / "train.csv"),
+                part="accuracy",
+                seeds=1,
+                presets="reference,nonsense",
+                out=str(tmp_path),
+            )
+        )
 
 
 @pytest.mark.slow
 def test_run_many_trains_two_configs_in_parallel(competition, tmp_path):
     # the same preset and seed: the two runs would get the same name in the same second
-    configs = [make_config("reference", hidden=(16,), epochs=2, seed=3),
-               make_config("reference", hidden=(16,), epochs=2, seed=3, lr=0.05)]
+    configs = [
+        make_config("reference", hidden=(16,), epochs=2, seed=3),
+        make_config("reference", hidden=(16,), epochs=2, seed=3, lr=0.05),
+    ]
     outcomes = run_many(configs, competition / "train.csv", tmp_path / "models", n_jobs=2)
     run_dirs = [o.run_dir for o in outcomes]
     assert len(set(run_dirs)) == 2
@@ -154,11 +213,15 @@ def test_flat_parameters_keep_values_and_a_step_moves_every_layer():
     config = make_config("reference", hidden=(16, 8))
     network = build_network(config, np.random.default_rng(5))
     store = network.parameters
-    assert store.n_decayed == 784 * 16 + 16 * 8 + 8 * 10 and store.values.size == store.n_decayed + 16 + 8 + 10
+    assert (
+        store.n_decayed == 784 * 16 + 16 * 8 + 8 * 10 and store.values.size == store.n_decayed + 16 + 8 + 10
+    )
     # the same draws as an unpacked network: flattening moves values, it does not change them
     rng = np.random.default_rng(5)
-    np.testing.assert_array_equal(network.layers[0].params["w"],
-                                  (rng.standard_normal((784, 16)) * np.sqrt(2.0 / 784)).astype(np.float32))
+    np.testing.assert_array_equal(
+        network.layers[0].params["w"],
+        (rng.standard_normal((784, 16)) * np.sqrt(2.0 / 784)).astype(np.float32),
+    )
     before = [{k: v.copy() for k, v in layer.params.items()} for layer in network.layers]
     x = np.random.default_rng(1).random((8, 784), dtype=np.float32)
     network.loss(network.forward(x, training=True), np.arange(8) % 10)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from kit.cli import main
-from kit.data.load import load_split
 from kit.core.errors import KitError
+from kit.data.load import load_split
 
 HEADER = "label," + ",".join(f"pixel{i}" for i in range(784))
 
@@ -21,8 +21,19 @@ def write_rows(path, labels):
 
 def test_one_label_is_refused_with_one_line_before_training(tmp_path, capsys):
     path = write_rows(tmp_path / "train.csv", [7] * 40)
-    code = main(["train", "--train", str(path), "--epochs", "1", "--hidden", "8",
-                 "--model-dir", str(tmp_path / "models")])
+    code = main(
+        [
+            "train",
+            "--train",
+            str(path),
+            "--epochs",
+            "1",
+            "--hidden",
+            "8",
+            "--model-dir",
+            str(tmp_path / "models"),
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(err) == 1, err

@@ -14,9 +14,8 @@ import pytest
 
 from kit.cli import main
 from kit.config import make_config
-from kit.core.errors import KitError
-from kit.run.model import Model
 from kit.data.submission import check_submission_file, read_submission
+from kit.run.model import Model
 from kit.run.train import train_run
 from synthetic import write_competition
 
@@ -35,8 +34,24 @@ def read_history(run_dir: Path) -> list[dict]:
 
 def test_train_then_submit_through_the_cli(competition, tmp_path, capsys):
     models = tmp_path / "models"
-    code = main(["train", "--train", str(competition / "train.csv"), "--model-dir", str(models),
-                 "--preset", "reference", "--epochs", "6", "--lr", "0.05", *FAST[:4], "--val-fraction", "0.25"])
+    code = main(
+        [
+            "train",
+            "--train",
+            str(competition / "train.csv"),
+            "--model-dir",
+            str(models),
+            "--preset",
+            "reference",
+            "--epochs",
+            "6",
+            "--lr",
+            "0.05",
+            *FAST[:4],
+            "--val-fraction",
+            "0.25",
+        ]
+    )
     assert code == 0
     out = capsys.readouterr().out
     assert "train class counts" in out and "val   class counts" in out
@@ -62,10 +77,23 @@ def test_train_then_submit_through_the_cli(competition, tmp_path, capsys):
     assert len(metrics["per_class_accuracy"]) == 10
 
     out_file = tmp_path / "subs" / "submission.csv"
-    code = main(["submit", "--model", str(models), "--test", str(competition / "test.csv"),
-                 "--sample", str(competition / "sample_submission.csv"), "--out", str(out_file)])
+    code = main(
+        [
+            "submit",
+            "--model",
+            str(models),
+            "--test",
+            str(competition / "test.csv"),
+            "--sample",
+            str(competition / "sample_submission.csv"),
+            "--out",
+            str(out_file),
+        ]
+    )
     assert code == 0
-    assert check_submission_file(out_file, n_rows=120, sample_path=competition / "sample_submission.csv") == 120
+    assert (
+        check_submission_file(out_file, n_rows=120, sample_path=competition / "sample_submission.csv") == 120
+    )
     lines = out_file.read_text().splitlines()
     assert lines[0] == "ImageId,Label" and lines[1].startswith("1,") and lines[-1].startswith("120,")
     ids, labels = read_submission(out_file)
@@ -96,15 +124,39 @@ def test_same_seed_same_weights_bit_for_bit(competition, tmp_path):
 
 def test_submit_refuses_mismatch_with_sample_and_keeps_old_file(competition, tmp_path, capsys):
     models = tmp_path / "models"
-    assert main(["train", "--train", str(competition / "train.csv"), "--model-dir", str(models),
-                 "--epochs", "1", *FAST]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--train",
+                str(competition / "train.csv"),
+                "--model-dir",
+                str(models),
+                "--epochs",
+                "1",
+                *FAST,
+            ]
+        )
+        == 0
+    )
     out_file = tmp_path / "submission.csv"
     out_file.write_text("previous good submission\n")
     wrong_sample = tmp_path / "sample.csv"
     wrong_sample.write_text("ImageId,Label\n" + "\n".join(f"{i},0" for i in range(1, 51)) + "\n")
     capsys.readouterr()
-    code = main(["submit", "--model", str(models), "--test", str(competition / "test.csv"),
-                 "--sample", str(wrong_sample), "--out", str(out_file)])
+    code = main(
+        [
+            "submit",
+            "--model",
+            str(models),
+            "--test",
+            str(competition / "test.csv"),
+            "--sample",
+            str(wrong_sample),
+            "--out",
+            str(out_file),
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1
     assert "120 rows, but the test set has 50" in err[0]
@@ -118,14 +170,17 @@ def test_submit_without_model_says_make_train(tmp_path, competition, capsys):
     assert code == 2 and len(err) == 1 and "make train" in err[0]
 
 
-@pytest.mark.parametrize("text, fragment", [
-    ("", "file is empty"),
-    ("Id,Label\n1,2\n", "must be exactly ImageId,Label"),
-    ("ImageId,Label\n1,2\n3,4\n", "line 3, column ImageId: 3 where 2 belongs"),
-    ("ImageId,Label\n1,12\n", "line 2, column Label: 12 is not a digit"),
-    ("ImageId,Label\n1,x\n", "line 2, column Label: 'x' is not an integer"),
-    ("ImageId,Label\n1,2,3\n", "line 2: 3 columns"),
-])
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("", "file is empty"),
+        ("Id,Label\n1,2\n", "must be exactly ImageId,Label"),
+        ("ImageId,Label\n1,2\n3,4\n", "line 3, column ImageId: 3 where 2 belongs"),
+        ("ImageId,Label\n1,12\n", "line 2, column Label: 12 is not a digit"),
+        ("ImageId,Label\n1,x\n", "line 2, column Label: 'x' is not an integer"),
+        ("ImageId,Label\n1,2,3\n", "line 2: 3 columns"),
+    ],
+)
 def test_check_refuses_bad_submissions(tmp_path, capsys, text, fragment):
     path = tmp_path / "submission.csv"
     path.write_text(text)
@@ -149,8 +204,9 @@ def test_interrupt_saves_the_best_epoch_so_far(competition, tmp_path, monkeypatc
         return real_fit_step(self, rows)
 
     monkeypatch.setattr(train_module.Network, "backward", interrupting_backward)
-    config = make_config("reference", epochs=10, hidden=(32,), batch_size=32, val_fraction=0.25,
-                         blas_threads=1)  # no thread measurement: it would call backward too
+    config = make_config(
+        "reference", epochs=10, hidden=(32,), batch_size=32, val_fraction=0.25, blas_threads=1
+    )  # no thread measurement: it would call backward too
     with pytest.raises(KeyboardInterrupt):
         train_run(config, competition / "train.csv", tmp_path / "models")
     run_dir = (tmp_path / "models" / "latest").resolve()
@@ -169,8 +225,22 @@ def test_bad_flag_values_give_one_line(tmp_path, competition, capsys):
 
 
 def test_divergence_is_reported(tmp_path, competition, capsys):
-    code = main(["train", "--train", str(competition / "train.csv"), "--model-dir", str(tmp_path / "m"),
-                 "--preset", "reference", "--lr", "1e6", "--epochs", "3", *FAST[:4]])
+    code = main(
+        [
+            "train",
+            "--train",
+            str(competition / "train.csv"),
+            "--model-dir",
+            str(tmp_path / "m"),
+            "--preset",
+            "reference",
+            "--lr",
+            "1e6",
+            "--epochs",
+            "3",
+            *FAST[:4],
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "diverged" in err[0] and "LR=" in err[0]
 
@@ -178,12 +248,35 @@ def test_divergence_is_reported(tmp_path, competition, capsys):
 def test_validate_scores_the_runs_own_validation_rows_again(competition, tmp_path, capsys):
     """The split is drawn again from the run's seed: the score equals the one the run recorded."""
     models = tmp_path / "models"
-    assert main(["train", "--train", str(competition / "train.csv"), "--model-dir", str(models),
-                 "--preset", "reference", "--epochs", "1", "--lr", "0.05", *FAST[:4], "--val-fraction", "0.3",
-                 "--seed", "5"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--train",
+                str(competition / "train.csv"),
+                "--model-dir",
+                str(models),
+                "--preset",
+                "reference",
+                "--epochs",
+                "1",
+                "--lr",
+                "0.05",
+                *FAST[:4],
+                "--val-fraction",
+                "0.3",
+                "--seed",
+                "5",
+            ]
+        )
+        == 0
+    )
     recorded = json.loads((models / "latest" / "metrics.json").read_text())["val_accuracy"]
     capsys.readouterr()
-    assert main(["validate", "--model", str(models), "--train", str(competition / "train.csv"), "--tta", "0"]) == 0
+    assert (
+        main(["validate", "--model", str(models), "--train", str(competition / "train.csv"), "--tta", "0"])
+        == 0
+    )
     out = capsys.readouterr().out
     assert 0.3 < recorded < 0.99  # not a score every split would give
     assert f"validation accuracy {recorded:.4f} on 120 rows" in out
@@ -192,8 +285,23 @@ def test_validate_scores_the_runs_own_validation_rows_again(competition, tmp_pat
 
 def test_validate_refuses_a_run_without_validation_rows(competition, tmp_path, capsys):
     models = tmp_path / "models"
-    assert main(["train", "--train", str(competition / "train.csv"), "--model-dir", str(models),
-                 "--epochs", "1", *FAST, "--val-fraction", "0"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--train",
+                str(competition / "train.csv"),
+                "--model-dir",
+                str(models),
+                "--epochs",
+                "1",
+                *FAST,
+                "--val-fraction",
+                "0",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["validate", "--model", str(models), "--train", str(competition / "train.csv")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -204,7 +312,19 @@ def test_validate_refuses_a_run_without_validation_rows(competition, tmp_path, c
 def test_a_broken_model_file_is_one_line(tmp_path, competition, capsys, content):
     broken = tmp_path / "model.npz"
     broken.write_bytes(content)
-    assert main(["submit", "--model", str(broken), "--test", str(competition / "test.csv"),
-                 "--out", str(tmp_path / "s.csv")]) == 2
+    assert (
+        main(
+            [
+                "submit",
+                "--model",
+                str(broken),
+                "--test",
+                str(competition / "test.csv"),
+                "--out",
+                str(tmp_path / "s.csv"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a model file this kit can read" in err[0]

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -42,8 +40,13 @@ def test_every_field_has_a_help_line_a_flag_and_a_make_variable():
 def test_each_field_is_set_by_its_flag_and_by_its_make_variable(name):
     """A value unlike the preset's, typed as a user would type it, reaches the Config both ways."""
     kind = config.field_type(name)
-    value = {"preset": "best", "arch": "cnn", "activation": "tanh", "optimizer": "nesterov",
-             "schedule": "cosine"}.get(name)
+    value = {
+        "preset": "best",
+        "arch": "cnn",
+        "activation": "tanh",
+        "optimizer": "nesterov",
+        "schedule": "cosine",
+    }.get(name)
     default = getattr(config.make_config("default"), name)
     if value is None:
         value = {bool: "0" if default else "1", tuple: "12,6", int: "3", float: "0.25"}[kind]
@@ -63,14 +66,17 @@ def test_flags_win_over_make_variables_which_win_over_the_preset():
     assert parse(environ=env).lr == config.make_config("default").lr  # no --make-vars: environment ignored
 
 
-@pytest.mark.parametrize("env, fragment", [
-    ({"LR": "fast"}, "LR='fast': give a number"),
-    ({"AUGMENT": "maybe"}, "AUGMENT='maybe': give 1 or 0"),
-    ({"HIDDEN": "12,x"}, "HIDDEN '12,x'"),
-    ({"OPTIMIZER": "adamm"}, "optimizer 'adamm': choose one of"),
-    ({"PRESET": "fastest"}, "unknown preset 'fastest'"),
-    ({"MOMENTUM": "1.5"}, "momentum 1.5"),
-])
+@pytest.mark.parametrize(
+    "env, fragment",
+    [
+        ({"LR": "fast"}, "LR='fast': give a number"),
+        ({"AUGMENT": "maybe"}, "AUGMENT='maybe': give 1 or 0"),
+        ({"HIDDEN": "12,x"}, "HIDDEN '12,x'"),
+        ({"OPTIMIZER": "adamm"}, "optimizer 'adamm': choose one of"),
+        ({"PRESET": "fastest"}, "unknown preset 'fastest'"),
+        ({"MOMENTUM": "1.5"}, "momentum 1.5"),
+    ],
+)
 def test_a_bad_make_variable_is_one_line_naming_it(env, fragment):
     with pytest.raises(KitError) as error:
         parse("--make-vars", environ=env)
@@ -80,7 +86,7 @@ def test_a_bad_make_variable_is_one_line_naming_it(env, fragment):
 def test_readme_table_is_the_generated_one():
     readme = (ROOT / "README.md").read_text()
     start = readme.index("<!-- config-table")
-    body = readme[readme.index("\n", start) + 1:readme.index("<!-- /config-table -->")]
+    body = readme[readme.index("\n", start) + 1 : readme.index("<!-- /config-table -->")]
     assert body == config.markdown_table(), "README's table is stale: paste `kit config --markdown` into it"
 
 
@@ -97,14 +103,41 @@ def test_make_train_passes_any_field_through(tmp_path, competition):
     if not (venv / "bin" / "python").exists():
         pytest.skip("no .venv in the checkout")
     # -o: the virtual environment counts as up to date, so make never reinstalls it from here
-    command = ["make", "-s", "-f", str(ROOT / "Makefile"), "-o", f"{venv}/.installed", "train", f"VENV={venv}",
-               f"STAMP={venv}/.installed",
-               f"TRAIN={competition / 'train.csv'}", "PRESET=reference", "EPOCHS=2", "HIDDEN=16",
-               "GRAD_CLIP=2.5", "MAX_ROTATE=3", "ACTIVATION=tanh", "VAL_FRACTION=0.2"]
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                            env={k: v for k, v in os.environ.items() if k not in ("LR", "EPOCHS")})
+    command = [
+        "make",
+        "-s",
+        "-f",
+        str(ROOT / "Makefile"),
+        "-o",
+        f"{venv}/.installed",
+        "train",
+        f"VENV={venv}",
+        f"STAMP={venv}/.installed",
+        f"TRAIN={competition / 'train.csv'}",
+        "PRESET=reference",
+        "EPOCHS=2",
+        "HIDDEN=16",
+        "GRAD_CLIP=2.5",
+        "MAX_ROTATE=3",
+        "ACTIVATION=tanh",
+        "VAL_FRACTION=0.2",
+    ]
+    result = subprocess.run(
+        command,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={k: v for k, v in os.environ.items() if k not in ("LR", "EPOCHS")},
+    )
     assert result.returncode == 0, result.stderr
-    saved = config.Config.from_dict(__import__("json").loads(
-        (tmp_path / "models" / "latest" / "config.json").read_text()))
-    assert (saved.epochs, saved.hidden, saved.grad_clip, saved.max_rotate, saved.activation) == \
-        (2, (16,), 2.5, 3.0, "tanh")
+    saved = config.Config.from_dict(
+        __import__("json").loads((tmp_path / "models" / "latest" / "config.json").read_text())
+    )
+    assert (saved.epochs, saved.hidden, saved.grad_clip, saved.max_rotate, saved.activation) == (
+        2,
+        (16,),
+        2.5,
+        3.0,
+        "tanh",
+    )

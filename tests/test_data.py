@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kit.data import load as data
 from kit.cli import main
 from kit.core.errors import KitError
-from synthetic import make_images, write_competition, write_test, write_train
+from kit.data import load as data
+from synthetic import make_images, write_test, write_train
 
 HEADER = "label," + ",".join(f"pixel{i}" for i in range(784))
 TEST_HEADER = ",".join(f"pixel{i}" for i in range(784))
@@ -32,18 +32,35 @@ def run_train_cli(path: Path, capsys) -> tuple[int, list[str]]:
 BAD_TRAIN = {
     "empty file": ("", ["file is empty"]),
     "header only": (HEADER + "\n", ["no data rows"]),
-    "wrong header": (HEADER.replace("pixel5,", "pixle5,") + "\n" + row() + "\n", ["line 1", "column 7", "'pixle5'"]),
+    "wrong header": (
+        HEADER.replace("pixel5,", "pixle5,") + "\n" + row() + "\n",
+        ["line 1", "column 7", "'pixle5'"],
+    ),
     "short header": ("label,pixel0,pixel1\n1,2,3\n", ["line 1", "3 columns, expected 785"]),
     "too few columns": (HEADER + "\n" + row() + "\n" + row(n=783) + "\n", ["line 3", "784 columns", "785"]),
     "too many columns": (HEADER + "\n" + row(n=785) + "\n", ["line 2", "786 columns"]),
-    "not an integer": (HEADER + "\n" + row() + "\n" + row().replace(",0", ",x", 1) + "\n", ["line 3", "column pixel0", "'x'"]),
+    "not an integer": (
+        HEADER + "\n" + row() + "\n" + row().replace(",0", ",x", 1) + "\n",
+        ["line 3", "column pixel0", "'x'"],
+    ),
     "empty cell (NaN)": (HEADER + "\n" + row()[:-2] + ",\n", ["line 2", "column pixel783", "empty cell"]),
     "nan text": (HEADER + "\n" + row().replace(",0", ",nan", 1) + "\n", ["line 2", "column pixel0", "'nan'"]),
-    "float pixel": (HEADER + "\n" + row().replace(",0", ",1.5", 1) + "\n", ["line 2", "column pixel0", "'1.5'"]),
-    "pixel above 255": (HEADER + "\n" + row() + "\n" + row().replace(",0", ",0,256", 1)[:-2] + "\n",
-                        ["line 3", "column pixel1", "256 is out of range", "0..255"]),
-    "negative pixel": (HEADER + "\n" + row().replace(",0", ",-1", 1) + "\n", ["line 2", "column pixel0", "-1"]),
-    "label outside 0..9": (HEADER + "\n" + row() + "\n" + row(label=10) + "\n", ["line 3", "column label", "10", "0..9"]),
+    "float pixel": (
+        HEADER + "\n" + row().replace(",0", ",1.5", 1) + "\n",
+        ["line 2", "column pixel0", "'1.5'"],
+    ),
+    "pixel above 255": (
+        HEADER + "\n" + row() + "\n" + row().replace(",0", ",0,256", 1)[:-2] + "\n",
+        ["line 3", "column pixel1", "256 is out of range", "0..255"],
+    ),
+    "negative pixel": (
+        HEADER + "\n" + row().replace(",0", ",-1", 1) + "\n",
+        ["line 2", "column pixel0", "-1"],
+    ),
+    "label outside 0..9": (
+        HEADER + "\n" + row() + "\n" + row(label=10) + "\n",
+        ["line 3", "column label", "10", "0..9"],
+    ),
     "test file given as train": (TEST_HEADER + "\n" + ",".join(["0"] * 784) + "\n", ["no 'label' column"]),
 }
 
@@ -78,8 +95,12 @@ def test_test_file_with_label_column_is_refused(tmp_path):
 def test_bad_input_from_a_fresh_process_prints_no_traceback(tmp_path):
     path = tmp_path / "train.csv"
     path.write_text(HEADER + "\n" + row(label=12) + "\n")
-    result = subprocess.run([sys.executable, "-m", "kit", "train", "--train", str(path)],
-                            capture_output=True, text=True, cwd=tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "kit", "train", "--train", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [

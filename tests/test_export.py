@@ -11,15 +11,15 @@ import numpy as np
 import onnx
 import pytest
 
-from kit.nn import image_layers as I
-from kit.nn import layers as L
 from kit.cli import main
 from kit.config import make_config
-from kit.data.load import to_float
 from kit.core.errors import KitError
+from kit.data.load import to_float
+from kit.nn import image_layers as I
+from kit.nn import layers as L
 from kit.onnx.export import IR_VERSION, OPSET, build_onnx, export_run
-from kit.run.model import Model
 from kit.onnx.predict import OnnxModel
+from kit.run.model import Model
 from kit.run.train import train_run
 from synthetic import make_images, write_competition
 
@@ -33,8 +33,10 @@ CONFIGS = {
     "cnn_bn": lambda: make_config("best", conv_channels=(4, 8), hidden=(16,), ensemble=1, **QUICK),
     "ensemble": lambda: make_config("reference", hidden=(16,), ensemble=3, **QUICK),
     "tta": lambda: make_config("reference", hidden=(16,), tta=True, **QUICK),
-    **{f"act_{name}": (lambda name=name: make_config("reference", hidden=(24, 12), activation=name, **QUICK))
-       for name in L.ACTIVATIONS},
+    **{
+        f"act_{name}": (lambda name=name: make_config("reference", hidden=(24, 12), activation=name, **QUICK))
+        for name in L.ACTIVATIONS
+    },
 }
 
 
@@ -71,8 +73,14 @@ def test_exported_model_passes_the_full_onnx_check(runs, name):
     onnx.checker.check_model(model, full_check=True)
     assert model.ir_version == IR_VERSION and model.opset_import[0].version == OPSET
     graph = model.graph
-    assert [i.name for i in graph.input] == ["pixels"] and [o.name for o in graph.output] == ["probabilities", "label"]
-    dims = [[d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in (*graph.input, *graph.output)]
+    assert [i.name for i in graph.input] == ["pixels"] and [o.name for o in graph.output] == [
+        "probabilities",
+        "label",
+    ]
+    dims = [
+        [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+        for v in (*graph.input, *graph.output)
+    ]
     assert dims == [["N", 784], ["N", 10], ["N"]]
     assert graph.output[1].type.tensor_type.elem_type == onnx.TensorProto.INT64
     props = {p.key: p.value for p in model.metadata_props}
@@ -118,7 +126,10 @@ def test_quantized_model_keeps_the_accuracy(tmp_path, capsys):
     assert f"{result['int8_bytes'] / 1024:.1f} KiB" in out and "validation accuracy on 600 rows" in out
     assert result["int8_bytes"] <= 0.30 * result["bytes"]
     int8 = OnnxModel(result["int8"])
-    assert {node.op_type for node in onnx.load(result["int8"]).graph.node} >= {"QuantizeLinear", "DequantizeLinear"}
+    assert {node.op_type for node in onnx.load(result["int8"]).graph.node} >= {
+        "QuantizeLinear",
+        "DequantizeLinear",
+    }
     assert result["val_accuracy"] > 0.9  # the set is learnable, so the comparison means something
     assert abs(result["val_accuracy"] - result["int8_val_accuracy"]) <= 0.001  # 0.1 points
     # row by row, on all 3,000 rows of train.csv, the int8 model labels (nearly) like the float one
@@ -147,8 +158,14 @@ def test_an_unknown_layer_stops_the_export_and_writes_nothing(runs, monkeypatch,
 
 def test_submit_through_onnxruntime_writes_the_numpy_submission(runs, competition, tmp_path, capsys):
     run_dir, path = runs("cnn_bn")
-    common = ["--model", str(run_dir), "--test", str(competition / "test.csv"),
-              "--sample", str(competition / "sample_submission.csv")]
+    common = [
+        "--model",
+        str(run_dir),
+        "--test",
+        str(competition / "test.csv"),
+        "--sample",
+        str(competition / "sample_submission.csv"),
+    ]
     numpy_file, onnx_file = (tmp_path / d / "submission.csv" for d in ("numpy", "onnx"))
     assert main(["submit", *common, "--out", str(numpy_file)]) == 0
     assert main(["submit", *common, "--out", str(onnx_file), "--onnx", str(path)]) == 0
@@ -158,7 +175,10 @@ def test_submit_through_onnxruntime_writes_the_numpy_submission(runs, competitio
     assert described["model"] == str(path) and described["rows"] == 150
     capsys.readouterr()
     # a missing file, and a TTA the graph does not have: one line each
-    assert main(["submit", *common, "--out", str(tmp_path / "x.csv"), "--onnx", str(tmp_path / "none.onnx")]) == 2
+    assert (
+        main(["submit", *common, "--out", str(tmp_path / "x.csv"), "--onnx", str(tmp_path / "none.onnx")])
+        == 2
+    )
     assert main(["submit", *common, "--out", str(tmp_path / "x.csv"), "--onnx", str(path), "--tta", "1"]) == 2
     errors = capsys.readouterr().err.strip().splitlines()
     assert "run `make export` first" in errors[0] and "TTA=1" in errors[1] and len(errors) == 2
@@ -180,10 +200,27 @@ def test_export_defaults_to_the_latest_runs_folder_and_checks_its_arguments(comp
     assert main(["export", "--model", str(run_dir), "--out", str(out), "--quantize", "1"]) == 2
     assert "gone.csv: the run's training file is not there; give TRAIN=" in capsys.readouterr().err
     assert not out.exists() and not out.with_name("model.int8.onnx").exists()
-    assert main(["export", "--model", str(run_dir), "--out", str(out), "--quantize", "1",
-                 "--train", str(competition / "train.csv")]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--model",
+                str(run_dir),
+                "--out",
+                str(out),
+                "--quantize",
+                "1",
+                "--train",
+                str(competition / "train.csv"),
+            ]
+        )
+        == 0
+    )
     assert out.is_file() and out.with_name("model.int8.onnx").is_file()
-    assert sorted(p.name for p in out.parent.iterdir()) == ["model.int8.onnx", "model.onnx"]  # no temporaries left
+    assert sorted(p.name for p in out.parent.iterdir()) == [
+        "model.int8.onnx",
+        "model.onnx",
+    ]  # no temporaries left
 
 
 @pytest.mark.slow  # times 28,000 rows through three engines five times
@@ -193,8 +230,14 @@ def test_bench_onnx_part_measures_three_engines_side_by_side(runs, competition, 
     from kit.bench.speed import run_bench
 
     run_dir, _ = runs("ensemble")
-    args = argparse.Namespace(train=str(competition / "train.csv"), part="onnx", seeds=1, presets="reference",
-                              out=str(tmp_path / "bench"), model=str(run_dir))
+    args = argparse.Namespace(
+        train=str(competition / "train.csv"),
+        part="onnx",
+        seeds=1,
+        presets="reference",
+        out=str(tmp_path / "bench"),
+        model=str(run_dir),
+    )
     result = run_bench(args)["onnx"]
     run = result["runs"][0]
     # test.csv sits next to train.csv: its 150 rows, repeated to 28,000
@@ -211,7 +254,9 @@ def test_bench_onnx_part_measures_three_engines_side_by_side(runs, competition, 
 
 def test_after_make_demo_alone_export_takes_the_demos_run(competition, tmp_path, capsys):
     models = tmp_path / "models"
-    run_dir = train_run(CONFIGS["mlp"](), competition / "train.csv", models / "demo")  # as `make demo` saves it
+    run_dir = train_run(
+        CONFIGS["mlp"](), competition / "train.csv", models / "demo"
+    )  # as `make demo` saves it
     assert main(["export", "--model", str(models), "--quantize", "1"]) == 0
     assert (run_dir / "model.onnx").is_file() and (run_dir / "model.int8.onnx").is_file()
     assert "using the demo's latest run" in capsys.readouterr().out

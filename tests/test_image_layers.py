@@ -60,7 +60,7 @@ def naive_conv(x, w, b, padding):
     out = np.zeros((n, c_out, h_out, w_out))
     for i in range(h_out):
         for j in range(w_out):
-            patch = xp[:, :, i:i + k, j:j + k]
+            patch = xp[:, :, i : i + k, j : j + k]
             out[:, :, i, j] = np.tensordot(patch, w, axes=([1, 2, 3], [1, 2, 3])) + b
     return out
 
@@ -68,12 +68,24 @@ def naive_conv(x, w, b, padding):
 def naive_pool(y, s):
     n, c, h, w = y.shape
     hq, wq = h // s, w // s
-    return y[:, :, :hq * s, :wq * s].reshape(n, c, hq, s, wq, s).max(axis=(3, 5))
+    return y[:, :, : hq * s, : wq * s].reshape(n, c, hq, s, wq, s).max(axis=(3, 5))
 
 
-@pytest.mark.parametrize("padding,kernel,pool,c_in,side", [
-    (0, 3, 1, 3, (6, 5)), (1, 3, 1, 3, (6, 5)), (2, 3, 1, 3, (6, 5)), (1, 2, 1, 3, (6, 5)), (0, 1, 1, 3, (6, 5)),
-    (1, 3, 2, 3, (6, 6)), (1, 3, 2, 3, (7, 5)), (1, 3, 1, 3, (7, 7)), (1, 3, 2, 1, (7, 6)), (1, 3, 3, 2, (8, 7))])
+@pytest.mark.parametrize(
+    "padding,kernel,pool,c_in,side",
+    [
+        (0, 3, 1, 3, (6, 5)),
+        (1, 3, 1, 3, (6, 5)),
+        (2, 3, 1, 3, (6, 5)),
+        (1, 2, 1, 3, (6, 5)),
+        (0, 1, 1, 3, (6, 5)),
+        (1, 3, 2, 3, (6, 6)),
+        (1, 3, 2, 3, (7, 5)),
+        (1, 3, 1, 3, (7, 7)),
+        (1, 3, 2, 1, (7, 6)),
+        (1, 3, 3, 2, (8, 7)),
+    ],
+)
 def test_conv_matches_naive_loop(conv_way, padding, kernel, pool, c_in, side):
     rng = np.random.default_rng(12)
     layer = I.Conv2D(c_in, 4, kernel, rng, padding=padding, pool=pool, dtype=F64)
@@ -142,16 +154,25 @@ def test_conv_float32_matches_float64(conv_way):
         np.testing.assert_allclose(layer32.grads["w"], layer64.grads["w"], rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("pool, padding, shape, input_grad", [
-    (2, 1, (3, 2, 6, 6), True), (2, 0, (2, 2, 7, 8), True), (3, 1, (2, 3, 7, 5), True), (2, 1, (2, 1, 6, 6), False),
-    (2, 1, (2, 4, 7, 7), True)])
+@pytest.mark.parametrize(
+    "pool, padding, shape, input_grad",
+    [
+        (2, 1, (3, 2, 6, 6), True),
+        (2, 0, (2, 2, 7, 8), True),
+        (3, 1, (2, 3, 7, 5), True),
+        (2, 1, (2, 1, 6, 6), False),
+        (2, 1, (2, 4, 7, 7), True),
+    ],
+)
 def test_conv_with_pool_is_conv_then_maxpool(conv_way, pool, padding, shape, input_grad):
     """The fused pooling: the same outputs and gradients (weights, bias, input) as the two layers,
     in float64 to the last bit's neighbourhood, ties included (a blank image region gives every
     position of a window the same value, the bias)."""
     rng = np.random.default_rng(21)
     c_in = shape[1]
-    fused = I.Conv2D(c_in, 4, 3, np.random.default_rng(0), padding=padding, input_grad=input_grad, pool=pool, dtype=F64)
+    fused = I.Conv2D(
+        c_in, 4, 3, np.random.default_rng(0), padding=padding, input_grad=input_grad, pool=pool, dtype=F64
+    )
     plain = I.Conv2D(c_in, 4, 3, np.random.default_rng(0), padding=padding, input_grad=input_grad, dtype=F64)
     fused.params["b"][...] = plain.params["b"][...] = rng.standard_normal(4)
     x = rng.standard_normal(shape)
@@ -184,7 +205,9 @@ def test_winograd_and_im2col_agree_in_float32_at_the_best_presets_shapes(monkeyp
         monkeypatch.setattr(I.Conv2D, "use_winograd", way)
         layer = I.Conv2D(32, 64, 3, np.random.default_rng(1), padding=1, pool=2)
         out = layer.forward(x, True).copy()
-        grad_in = layer.backward(np.random.default_rng(2).standard_normal(out.shape).astype(np.float32)).copy()
+        grad_in = layer.backward(
+            np.random.default_rng(2).standard_normal(out.shape).astype(np.float32)
+        ).copy()
         results.append((out, grad_in, layer.grads["w"].copy(), layer.grads["b"].copy()))
     for a, b in zip(*results):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-4 * float(np.abs(b).max()))

@@ -24,15 +24,43 @@ from pathlib import Path
 
 import pytest
 
-from fake_kaggle import COMPETITION, KEY, SCORE, TOKEN, USERNAME, FakeKaggle, archive, competition_files, make_zip
-from kit.kaggle import commands as kaggle_io
+from fake_kaggle import (
+    COMPETITION,
+    KEY,
+    SCORE,
+    TOKEN,
+    USERNAME,
+    FakeKaggle,
+    archive,
+    competition_files,
+    make_zip,
+)
 from kit.core.errors import KitError
+from kit.kaggle import commands as kaggle_io
 
 TOKEN_HINT = "https://www.kaggle.com/settings/api"
-CLIENT_VARS = ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_CONFIG_DIR", "KAGGLE_API_ENVIRONMENT",
-               "KAGGLE_KERNEL_RUN_TYPE", "KAGGLE_DATA_PROXY_URL", "KAGGLE_API_V1_TOKEN", "VERBOSE", "VERBOSE_OUTPUT",
-               "http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
-               "no_proxy", "NO_PROXY", "XDG_CONFIG_HOME", "KIT_KAGGLE_TIMEOUT")
+CLIENT_VARS = (
+    "KAGGLE_API_TOKEN",
+    "KAGGLE_USERNAME",
+    "KAGGLE_KEY",
+    "KAGGLE_CONFIG_DIR",
+    "KAGGLE_API_ENVIRONMENT",
+    "KAGGLE_KERNEL_RUN_TYPE",
+    "KAGGLE_DATA_PROXY_URL",
+    "KAGGLE_API_V1_TOKEN",
+    "VERBOSE",
+    "VERBOSE_OUTPUT",
+    "http_proxy",
+    "HTTP_PROXY",
+    "https_proxy",
+    "HTTPS_PROXY",
+    "all_proxy",
+    "ALL_PROXY",
+    "no_proxy",
+    "NO_PROXY",
+    "XDG_CONFIG_HOME",
+    "KIT_KAGGLE_TIMEOUT",
+)
 
 
 # --------------------------------------------------------------------------- fixtures and helpers
@@ -64,8 +92,16 @@ def make_home(folder: Path, key: bool = True) -> Path:
 
 def client_env(home: Path, proxy: str, **extra: str | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in CLIENT_VARS and not k.startswith("KAGGLE_")}
-    env.update(HOME=str(home), KAGGLE_CONFIG_DIR=str(home / ".kaggle"), XDG_CONFIG_HOME=str(home / ".config"),
-               KAGGLE_API_ENVIRONMENT="LOCALHOST", http_proxy=proxy, HTTP_PROXY=proxy, no_proxy="", NO_PROXY="")
+    env.update(
+        HOME=str(home),
+        KAGGLE_CONFIG_DIR=str(home / ".kaggle"),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        KAGGLE_API_ENVIRONMENT="LOCALHOST",
+        http_proxy=proxy,
+        HTTP_PROXY=proxy,
+        no_proxy="",
+        NO_PROXY="",
+    )
     for name, value in extra.items():
         if value is None:
             env.pop(name, None)
@@ -82,8 +118,9 @@ def closed_port_url() -> str:
 
 
 def run_kit(args: list[str], env: dict, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "kit", *args], env=env, cwd=cwd, capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "kit", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60
+    )
 
 
 def error_line(result: subprocess.CompletedProcess) -> str:
@@ -148,7 +185,9 @@ def test_data_installs_then_does_nothing_then_force_downloads_again(fake, tmp_pa
     assert "installed data/train.csv (50 rows), test.csv (20 rows)" in first.stdout
     assert fake.endpoints() == ["DownloadDataFiles", "storage"]
     assert {r["host"] for r in fake.requests} == {"localhost"}
-    assert fake.requests[0]["body"] == {"competitionName": COMPETITION} and fake.requests[0]["auth"] == "Basic"
+    assert (
+        fake.requests[0]["body"] == {"competitionName": COMPETITION} and fake.requests[0]["auth"] == "Basic"
+    )
     assert leftovers(work / "data") == []
 
     fake.reset()
@@ -160,7 +199,9 @@ def test_data_installs_then_does_nothing_then_force_downloads_again(fake, tmp_pa
     third = run_kit(["data", "--force"], env, work)
     assert third.returncode == 0, third.stderr
     assert fake.endpoints() == ["DownloadDataFiles", "storage"]
-    assert (work / "data" / "train.csv").read_bytes() == competition_files(n_train=40, n_test=20, seed=3)["train.csv"]
+    assert (work / "data" / "train.csv").read_bytes() == competition_files(n_train=40, n_test=20, seed=3)[
+        "train.csv"
+    ]
     assert leftovers(work / "data") == []
 
 
@@ -183,10 +224,13 @@ def test_no_credentials_gives_the_kits_line_not_the_clients_help(fake, tmp_path)
     write_submission(work / "submissions")
     env = client_env(home, fake.proxy_url)
     for args in (["data"], ["upload"]):
-        code = (f"import sys; from kit.cli import main; rc = main({args!r}); "
-                "print('client imported' if 'kaggle' in sys.modules else 'client not imported'); sys.exit(rc)")
-        result = subprocess.run([sys.executable, "-c", code], env=env, cwd=work, capture_output=True, text=True,
-                                timeout=60)
+        code = (
+            f"import sys; from kit.cli import main; rc = main({args!r}); "
+            "print('client imported' if 'kaggle' in sys.modules else 'client not imported'); sys.exit(rc)"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", code], env=env, cwd=work, capture_output=True, text=True, timeout=60
+        )
         line = error_line(result)
         assert "no Kaggle credentials found" in line and "chmod 600" in line and "access_token" in line
         assert "client not imported" in result.stdout
@@ -202,7 +246,11 @@ def test_a_token_the_client_refuses_gives_the_kits_line_not_its_exit(fake, tmp_p
     fake.introspect_open = True
     result = run_kit(["data"], client_env(home, fake.proxy_url, KAGGLE_API_TOKEN="revoked-token"), work)
     line = error_line(result)  # the client printed its help and raised SystemExit(1) inside the kit
-    assert "credentials rejected" in line and "the API token from KAGGLE_API_TOKEN" in line and TOKEN_HINT in line
+    assert (
+        "credentials rejected" in line
+        and "the API token from KAGGLE_API_TOKEN" in line
+        and TOKEN_HINT in line
+    )
     assert "Authentication required" not in result.stdout + result.stderr
     assert fake.endpoints() and set(fake.endpoints()) == {"IntrospectToken"} and not (work / "data").exists()
 
@@ -251,17 +299,21 @@ def test_import_kit_and_zip_install_need_no_client(tmp_path):
     work.mkdir()
     zip_path = tmp_path / "digit-recognizer.zip"
     zip_path.write_bytes(archive("ok"))
-    code = ("import sys, kit, kit.cli, kit.kaggle.commands, kit.data.load, kit.data.submission, kit.run.predict; "
-            "assert 'kaggle' not in sys.modules and 'requests' not in sys.modules; "
-            f"rc = kit.cli.main(['data', '--zip', {str(zip_path)!r}]); "
-            "assert 'kaggle' not in sys.modules; sys.exit(rc)")
+    code = (
+        "import sys, kit, kit.cli, kit.kaggle.commands, kit.data.load, kit.data.submission, kit.run.predict; "
+        "assert 'kaggle' not in sys.modules and 'requests' not in sys.modules; "
+        f"rc = kit.cli.main(['data', '--zip', {str(zip_path)!r}]); "
+        "assert 'kaggle' not in sys.modules; sys.exit(rc)"
+    )
     env = client_env(make_home(tmp_path / "home", key=False), closed_port_url())
-    result = subprocess.run([sys.executable, "-c", code], env=env, cwd=work, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, cwd=work, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert (work / "data" / "test.csv").read_bytes() == competition_files()["test.csv"]
 
 
-# --------------------------------------------------------------------------- in this process: every failure line
+# -------------------------------------------------------------- in this process: every failure line
 
 
 @pytest.fixture(scope="module")
@@ -292,34 +344,49 @@ def inproc(server, tmp_path_factory):
 @pytest.fixture
 def env_for(inproc, fake, monkeypatch):
     """Per-test changes to the in-process client environment, undone afterwards."""
+
     def apply(**values):
         for name, value in values.items():
             if value is None:
                 monkeypatch.delenv(name, raising=False)
             else:
                 monkeypatch.setenv(name, value)
+
     for name in ("KAGGLE_API_TOKEN", "KIT_KAGGLE_TIMEOUT", "VERBOSE", "VERBOSE_OUTPUT"):
         monkeypatch.delenv(name, raising=False)
     return apply
 
 
 DATA_FAILURES = {
-    "rules not accepted": ({"fail": {"DownloadDataFiles": 403}}, ["HTTP 403", "/competitions/digit-recognizer/rules"]),
-    "unknown competition": ({"competition": "no-such-competition"}, ["'no-such-competition' not found (HTTP 404)"]),
+    "rules not accepted": (
+        {"fail": {"DownloadDataFiles": 403}},
+        ["HTTP 403", "/competitions/digit-recognizer/rules"],
+    ),
+    "unknown competition": (
+        {"competition": "no-such-competition"},
+        ["'no-such-competition' not found (HTTP 404)"],
+    ),
     "server error": ({"fail": {"DownloadDataFiles": 500}}, ["Kaggle's server failed (HTTP 500)", "later"]),
     "storage error": ({"fail": {"storage": 503}}, ["HTTP 503"]),
     "too many requests": ({"rate_limit": {"DownloadDataFiles": 9}}, ["too many requests (HTTP 429)", "wait"]),
-    "timeout": ({"delay": {"DownloadDataFiles": 3}, "env": {"KIT_KAGGLE_TIMEOUT": "0.3"}},
-                ["did not answer within 0.3 s", "KIT_KAGGLE_TIMEOUT"]),
-    "unreachable": ({"env": {"http_proxy": "closed", "HTTP_PROXY": "closed"}}, ["cannot reach Kaggle", "refused"]),
+    "timeout": (
+        {"delay": {"DownloadDataFiles": 3}, "env": {"KIT_KAGGLE_TIMEOUT": "0.3"}},
+        ["did not answer within 0.3 s", "KIT_KAGGLE_TIMEOUT"],
+    ),
+    "unreachable": (
+        {"env": {"http_proxy": "closed", "HTTP_PROXY": "closed"}},
+        ["cannot reach Kaggle", "refused"],
+    ),
     "truncated archive": ({"archive": "truncated"}, ["truncated or corrupt", "FORCE=1"]),
     "corrupt archive": ({"archive": "corrupt"}, ["truncated or corrupt"]),
     "not a zip": ({"archive": "not-zip"}, ["truncated or corrupt"]),
     "path traversal": ({"archive": "traversal"}, ["'../evil.csv'", "refusing"]),
     "absolute path": ({"archive": "absolute"}, ["'/tmp/evil.csv'", "refusing"]),
     "missing csv": ({"archive": "missing"}, ["test.csv missing from the archive"]),
-    "csv fails the checks": ({"archive": "bad-csv"}, ["train.csv, line 4, column pixel4: 300 is out of range",
-                                                       "data/ was left unchanged"]),
+    "csv fails the checks": (
+        {"archive": "bad-csv"},
+        ["train.csv, line 4, column pixel4: 300 is out of range", "data/ was left unchanged"],
+    ),
     "bad sample header": ({"archive": "bad-sample"}, ["sample_submission.csv, line 1", "ImageId,Label"]),
 }
 
@@ -368,19 +435,27 @@ def test_a_token_is_used_and_a_stale_one_is_named(fake, env_for, tmp_path, capsy
     with pytest.raises(KitError) as raised:
         kaggle_io.run_data(COMPETITION, tmp_path / "data", force=True)
     message = str(raised.value)
-    assert "credentials rejected" in message and "KAGGLE_API_TOKEN" in message and "unset KAGGLE_API_TOKEN" in message
+    assert (
+        "credentials rejected" in message
+        and "KAGGLE_API_TOKEN" in message
+        and "unset KAGGLE_API_TOKEN" in message
+    )
     assert snapshot(tmp_path / "data") == before
 
 
 UPLOAD_FAILURES = {
-    "refused (daily limit)": ({"fail": {"CreateSubmission": 400}}, ["Kaggle refused the submission (HTTP 400)",
-                                                                    "Submission limit reached", "/submissions"]),
+    "refused (daily limit)": (
+        {"fail": {"CreateSubmission": 400}},
+        ["Kaggle refused the submission (HTTP 400)", "Submission limit reached", "/submissions"],
+    ),
     "rules not accepted": ({"fail": {"StartSubmissionUpload": 403}}, ["HTTP 403", "/rules"]),
     "credentials rejected": ({"keys": set()}, ["credentials rejected (HTTP 401)"]),
     "server error": ({"fail": {"StartSubmissionUpload": 502}}, ["HTTP 502"]),
     "storage refuses the file": ({"fail": {"upload": 403}}, ["failed, so nothing was submitted"]),
-    "scoring failed": ({"score_error": "Submission must have 28000 rows"}, ["could not score the submission",
-                                                                           "28000 rows"]),
+    "scoring failed": (
+        {"score_error": "Submission must have 28000 rows"},
+        ["could not score the submission", "28000 rows"],
+    ),
 }
 
 
@@ -422,7 +497,7 @@ def test_upload_checks_against_the_sample_before_any_request(fake, env_for, tmp_
     assert fake.requests == []
 
 
-# --------------------------------------------------------------------------- offline: archives, credentials, messages
+# --------------------------------------------------------- offline: archives, credentials, messages
 
 
 def test_zip_install_is_idempotent_and_forced_again(tmp_path, capsys):
@@ -524,7 +599,8 @@ def test_credentials_found_in_the_clients_order(tmp_path):
     token_file.write_text(TOKEN)
     token_file.chmod(0o600)
     assert kaggle_io.find_credentials(creds_env(home, KAGGLE_API_TOKEN=str(token_file))).source.startswith(
-        "KAGGLE_API_TOKEN (file")
+        "KAGGLE_API_TOKEN (file"
+    )
 
 
 def test_credential_trip_wires(tmp_path):
@@ -553,11 +629,16 @@ def test_no_credentials_message_says_where_and_chmod(tmp_path):
     with pytest.raises(KitError) as raised:
         kaggle_io.find_credentials(creds_env(home))
     message = str(raised.value)
-    assert f"save it in {home}/.kaggle/access_token" in message and f"chmod 600 {home}/.kaggle/access_token" in message
+    assert (
+        f"save it in {home}/.kaggle/access_token" in message
+        and f"chmod 600 {home}/.kaggle/access_token" in message
+    )
     assert str(home / ".config" / "kaggle") in message  # no ~/.kaggle: the client would use the XDG folder
     # An OAuth login from `kaggle auth login` counts.
     (home / ".kaggle").mkdir()
-    (home / ".kaggle" / "credentials.json").write_text(json.dumps({"refresh_token": "r", "username": USERNAME}))
+    (home / ".kaggle" / "credentials.json").write_text(
+        json.dumps({"refresh_token": "r", "username": USERNAME})
+    )
     assert kaggle_io.find_credentials(creds_env(home)).kind == "oauth"
 
 
@@ -582,7 +663,7 @@ def test_competition_name_is_checked_before_anything(name, tmp_path):
     assert not (tmp_path / "data").exists()
 
 
-# --------------------------------------------------------------------------- upload history, timeouts, credentials as sent
+# ---------------------------------------------------- upload history, timeouts, credentials as sent
 
 
 def history_rows(folder: Path) -> tuple[str, list[dict]]:
@@ -611,7 +692,9 @@ def test_each_accepted_upload_appends_one_row_with_what_kaggle_returned(fake, en
     assert len(rows) == 2 and rows[0] == first
     assert rows[1]["message"] == "run 20250102-030405-ab12, preset best, val acc 98.12%"
     assert rows[1]["ref"] == str(fake.submissions[0]["ref"]) != first["ref"]  # newest first on the server
-    assert [p.name for p in history.parent.iterdir() if p.name.startswith(".")] == []  # no temporary file left
+    assert [
+        p.name for p in history.parent.iterdir() if p.name.startswith(".")
+    ] == []  # no temporary file left
 
 
 def test_an_upload_not_scored_in_time_is_recorded_as_pending(fake, env_for, tmp_path, capsys):
@@ -631,7 +714,9 @@ def test_a_submission_kaggle_could_not_score_is_recorded_then_reported(fake, env
     assert [(r["status"], r["public_score"]) for r in rows] == [("error", "")]
 
 
-@pytest.mark.parametrize("failure", [{"upload": 403}, {"CreateSubmission": 400}, {"StartSubmissionUpload": 403}])
+@pytest.mark.parametrize(
+    "failure", [{"upload": 403}, {"CreateSubmission": 400}, {"StartSubmissionUpload": 403}]
+)
 def test_a_failed_upload_records_nothing(failure, fake, env_for, tmp_path, capsys):
     sub = write_submission(tmp_path / "submissions")
     fake.fail.update(failure)
@@ -643,7 +728,9 @@ def test_a_failed_upload_records_nothing(failure, fake, env_for, tmp_path, capsy
 
 def test_a_token_kaggle_calls_inactive_is_still_what_the_client_sends(fake, env_for, tmp_path, capsys):
     """The client then reports a username/key sign-in but sends the token: the error line names the token."""
-    fake.introspect_open = True  # {"active": false} for the stale token, so the client falls back to kaggle.json
+    fake.introspect_open = (
+        True  # {"active": false} for the stale token, so the client falls back to kaggle.json
+    )
     env_for(KAGGLE_API_TOKEN="stale-token")
     with pytest.raises(KitError) as raised:
         kaggle_io.run_data(COMPETITION, tmp_path / "data", force=True)
@@ -660,7 +747,9 @@ def test_requests_get_the_timeout_without_patching_requests(fake, env_for, tmp_p
     fake.delay["StartSubmissionUpload"] = 3
     env_for(KIT_KAGGLE_TIMEOUT="0.3")
     with pytest.raises(KitError, match=r"did not answer within 0.3 s while submitting"):
-        kaggle_io.run_upload(write_submission(tmp_path / "submissions"), "slow", COMPETITION, 0, tmp_path / "data")
+        kaggle_io.run_upload(
+            write_submission(tmp_path / "submissions"), "slow", COMPETITION, 0, tmp_path / "data"
+        )
     assert HTTPAdapter.send is send
 
 
@@ -671,27 +760,64 @@ def test_the_sign_in_at_import_is_bounded_by_the_timeout(fake, tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     fake.delay["IntrospectToken"] = 5
-    result = run_kit(["data"], client_env(home, fake.proxy_url, KAGGLE_API_TOKEN=TOKEN, KIT_KAGGLE_TIMEOUT="0.5"), work)
+    result = run_kit(
+        ["data"], client_env(home, fake.proxy_url, KAGGLE_API_TOKEN=TOKEN, KIT_KAGGLE_TIMEOUT="0.5"), work
+    )
     line = error_line(result)
     assert "did not answer within 0.5 s while signing in to Kaggle" in line
-    assert fake.endpoints() == ["IntrospectToken"]  # the kit stopped during the import, before its own sign-in
+    assert fake.endpoints() == [
+        "IntrospectToken"
+    ]  # the kit stopped during the import, before its own sign-in
     assert not (work / "data").exists()
 
 
 def test_make_runs_shows_the_public_score_an_upload_recorded(fake, env_for, tmp_path, capsys):
     """train -> submit -> upload (fake Kaggle) -> runs: the run's row carries the score Kaggle returned."""
-    from synthetic import write_competition
-
     from kit.cli import main
+    from synthetic import write_competition
 
     data = write_competition(tmp_path / "data", n_train=200, n_test=30)
     models, subs = tmp_path / "models", tmp_path / "submissions"
-    assert main(["train", "--train", str(data / "train.csv"), "--model-dir", str(models), "--preset", "reference",
-                 "--epochs", "1", "--hidden", "8", "--report", "0"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--train",
+                str(data / "train.csv"),
+                "--model-dir",
+                str(models),
+                "--preset",
+                "reference",
+                "--epochs",
+                "1",
+                "--hidden",
+                "8",
+                "--report",
+                "0",
+            ]
+        )
+        == 0
+    )
     run_id = (models / "latest").resolve().name
-    assert main(["submit", "--model", str(models), "--test", str(data / "test.csv"),
-                 "--sample", str(data / "sample_submission.csv"), "--out", str(subs / "submission.csv")]) == 0
-    assert main(["upload", "--file", str(subs / "submission.csv"), "--wait", "5", "--data-dir", str(data)]) == 0
+    assert (
+        main(
+            [
+                "submit",
+                "--model",
+                str(models),
+                "--test",
+                str(data / "test.csv"),
+                "--sample",
+                str(data / "sample_submission.csv"),
+                "--out",
+                str(subs / "submission.csv"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(["upload", "--file", str(subs / "submission.csv"), "--wait", "5", "--data-dir", str(data)]) == 0
+    )
     capsys.readouterr()
     assert main(["runs", "--models", str(models), "--uploads", str(subs / "history.csv")]) == 0
     (row,) = [line for line in capsys.readouterr().out.splitlines() if run_id in line]

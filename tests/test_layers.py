@@ -10,7 +10,6 @@ import pytest
 from gradcheck import F64, away_from_zero, check_gradients
 from kit.nn import layers as L
 
-
 # --------------------------------------------------------------------------- dense and activations
 
 
@@ -32,7 +31,9 @@ def test_dense_without_input_gradient_returns_none_but_fills_params():
     check_gradients([layer], x, input_grad=False)
 
 
-@pytest.mark.parametrize("make", [L.ReLU, lambda: L.LeakyReLU(0.1), L.Tanh, L.Sigmoid], ids=["relu", "leaky", "tanh", "sigmoid"])
+@pytest.mark.parametrize(
+    "make", [L.ReLU, lambda: L.LeakyReLU(0.1), L.Tanh, L.Sigmoid], ids=["relu", "leaky", "tanh", "sigmoid"]
+)
 def test_activation_gradients(make):
     rng = np.random.default_rng(3)
     check_gradients([make()], away_from_zero(rng, (4, 6)))
@@ -133,7 +134,9 @@ def test_batchnorm_training_normalises_per_channel(shape):
     # running statistics: momentum 0.1 from (0, 1), unbiased variance
     count = x.size // 5
     np.testing.assert_allclose(layer.buffers["running_mean"], 0.1 * x.mean(axis=axes))
-    np.testing.assert_allclose(layer.buffers["running_var"], 0.9 + 0.1 * x.var(axis=axes) * count / (count - 1))
+    np.testing.assert_allclose(
+        layer.buffers["running_var"], 0.9 + 0.1 * x.var(axis=axes) * count / (count - 1)
+    )
 
 
 @pytest.mark.parametrize("shape", [(7, 3), (4, 4, 2, 3)])
@@ -148,7 +151,9 @@ def test_batchnorm_evaluation_uses_running_statistics(shape):
     layer.params["beta"][...] = beta
     x = rng.standard_normal(shape)
     bshape = (1,) * (len(shape) - 1) + (3,)
-    expected = (x - mean.reshape(bshape)) / np.sqrt(var.reshape(bshape) + 1e-5) * gamma.reshape(bshape) + beta.reshape(bshape)
+    expected = (x - mean.reshape(bshape)) / np.sqrt(var.reshape(bshape) + 1e-5) * gamma.reshape(
+        bshape
+    ) + beta.reshape(bshape)
     np.testing.assert_allclose(layer.forward(x, False), expected, rtol=1e-12)
     # evaluation does not touch the running statistics
     np.testing.assert_array_equal(layer.buffers["running_mean"], mean)
@@ -162,7 +167,9 @@ def test_batchnorm_float32_on_conv_sized_input_is_accurate():
     out = layer.forward(x, True)
     assert out.dtype == np.float32
     x64 = x.astype(F64)
-    ref = (x64 - x64.mean(axis=(0, 1, 2), keepdims=True)) / np.sqrt(x64.var(axis=(0, 1, 2), keepdims=True) + 1e-5)
+    ref = (x64 - x64.mean(axis=(0, 1, 2), keepdims=True)) / np.sqrt(
+        x64.var(axis=(0, 1, 2), keepdims=True) + 1e-5
+    )
     np.testing.assert_allclose(out, ref, atol=2e-5)
 
 
@@ -189,7 +196,9 @@ def test_batchnorm_large_mean_falls_back_to_centred_variance():
     layer = L.BatchNorm(4)
     out = layer.forward(x, True)
     x64 = x.astype(F64)
-    ref = (x64 - x64.mean(axis=(0, 1, 2), keepdims=True)) / np.sqrt(x64.var(axis=(0, 1, 2), keepdims=True) + 1e-5)
+    ref = (x64 - x64.mean(axis=(0, 1, 2), keepdims=True)) / np.sqrt(
+        x64.var(axis=(0, 1, 2), keepdims=True) + 1e-5
+    )
     np.testing.assert_allclose(out, ref, atol=1e-3)
     layer64 = L.BatchNorm(3, dtype=F64)
     layer64.params["gamma"][...] = rng.uniform(0.5, 1.5, 3)

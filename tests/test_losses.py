@@ -76,11 +76,14 @@ def test_all_zero_logits_give_ln_10():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
 def test_huge_logits_stay_finite(dtype, smoothing):
-    logits = np.array([[1e4, -1e4, 0, 0, 0, 0, 0, 0, 0, 0],
-                       [-1e4, 1e4, 5e3, 0, 0, 0, 0, 0, 0, -1e4]], dtype=dtype)
+    logits = np.array(
+        [[1e4, -1e4, 0, 0, 0, 0, 0, 0, 0, 0], [-1e4, 1e4, 5e3, 0, 0, 0, 0, 0, 0, -1e4]], dtype=dtype
+    )
     labels = np.array([1, 1])
     loss_fn = SoftmaxCrossEntropy(smoothing)
-    with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):  # exp(-2e4) may underflow to 0
+    with np.errstate(
+        over="raise", invalid="raise", divide="raise", under="ignore"
+    ):  # exp(-2e4) may underflow to 0
         loss = loss_fn.forward(logits, labels)
         grad = loss_fn.backward()
     assert np.isfinite(loss)

@@ -11,8 +11,8 @@ import pytest
 
 from kit.config import PRESETS, make_config
 from kit.nn.network import Replicas
-from kit.run.model import Model, build_network
 from kit.nn.optim import OPTIMIZERS
+from kit.run.model import Model, build_network
 from kit.run.train import fit
 
 SMALL = dict(hidden=(6,), conv_channels=(2, 3))  # every layer kind of the preset, few parameters
@@ -35,7 +35,9 @@ def loss_of(network, x, y) -> float:
     return network.loss(network.forward(x, training=True), y)
 
 
-@pytest.mark.parametrize("preset, overrides", [(name, {}) for name in PRESETS] + [("best", {"convs_per_block": 2})])
+@pytest.mark.parametrize(
+    "preset, overrides", [(name, {}) for name in PRESETS] + [("best", {"convs_per_block": 2})]
+)
 def test_whole_network_gradient_matches_central_differences(preset, overrides):
     """d loss / d every parameter array of the preset's network (dense, conv, batch norm, dropout,
     label smoothing included), checked at up to 12 entries of each array."""
@@ -44,7 +46,9 @@ def test_whole_network_gradient_matches_central_differences(preset, overrides):
     x = rng.random((6, 784))
     y = np.arange(6) % 10
     store = network.parameters
-    store.values[store.n_decayed:] += rng.standard_normal(store.values.size - store.n_decayed) * 0.1  # biases off 0
+    store.values[store.n_decayed :] += (
+        rng.standard_normal(store.values.size - store.n_decayed) * 0.1
+    )  # biases off 0
     loss_of(network, x, y)
     network.backward()
     analytic = store.grads.copy()
@@ -58,7 +62,13 @@ def test_whole_network_gradient_matches_central_differences(preset, overrides):
             down = loss_of(network, x, y)
             store.values[i] = saved
             numeric = (up - down) / 2e-6
-            assert abs(numeric - analytic[i]) <= 1e-5 * max(1.0, abs(numeric)), (preset, key, i, numeric, analytic[i])
+            assert abs(numeric - analytic[i]) <= 1e-5 * max(1.0, abs(numeric)), (
+                preset,
+                key,
+                i,
+                numeric,
+                analytic[i],
+            )
             checked += 1
     assert checked > 12 * 2 and np.abs(analytic).max() > 1e-3
 
@@ -163,7 +173,9 @@ def test_a_model_saved_before_pooling_moved_into_the_convolution_still_loads(tmp
     kinds = [type(layer).__name__ for layer in old.layers]
     assert kinds[1:5] == ["Conv2D", "BatchNorm", "MaxPool2D", "ReLU"]
     new = build_network(config, np.random.default_rng(3)).layers
-    assert [type(layer).__name__ for layer in new][1:4] == ["Conv2D", "BatchNorm", "ReLU"] and new[1].pool == 2
+    assert [type(layer).__name__ for layer in new][1:4] == ["Conv2D", "BatchNorm", "ReLU"] and new[
+        1
+    ].pool == 2
     assert old.layers[1].pool == 1
     x = np.random.default_rng(5).random((40, 784), dtype=np.float32)
     for _ in range(3):  # running averages away from their initial values
@@ -171,7 +183,9 @@ def test_a_model_saved_before_pooling_moved_into_the_convolution_still_loads(tmp
     monkeypatch.setattr(network_module, "MODEL_FORMAT", 1)
     Model(config, [old]).save(tmp_path / "old.npz")
     monkeypatch.undo()
-    np.testing.assert_array_equal(Model.load(tmp_path / "old.npz").predict_proba(x), Model(config, [old]).predict_proba(x))
+    np.testing.assert_array_equal(
+        Model.load(tmp_path / "old.npz").predict_proba(x), Model(config, [old]).predict_proba(x)
+    )
     monkeypatch.setattr(network_module, "MODEL_FORMAT", 99)
     Model(config, [old]).save(tmp_path / "new.npz")
     monkeypatch.undo()

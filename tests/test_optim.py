@@ -246,12 +246,16 @@ def test_plateau_halves_after_patience():
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_a_step_in_slices_equals_the_whole_step(name):
     """The trainer's threads update slices of the flat vector at once: the same numbers."""
+
     def run(parts):
         rng = np.random.default_rng(0)
-        params = FlatParameters([("0.w", rng.standard_normal((5, 7)), True), ("0.b", rng.standard_normal(7), False)])
+        params = FlatParameters(
+            [("0.w", rng.standard_normal((5, 7)), True), ("0.b", rng.standard_normal(7), False)]
+        )
         optimizer = OPTIMIZERS[name](params, weight_decay=0.1, momentum=0.9, grad_clip=1.0)
         for _ in range(3):
             params.grads[...] = rng.standard_normal(params.grads.shape)
             optimizer.step(0.01, parts, lambda tasks: [task() for task in reversed(tasks)])
         return params.values
+
     np.testing.assert_array_equal(run(1), run(3))

@@ -15,13 +15,16 @@ from kit.data.preprocess import ImageProblem, decode_image, resample_matrix, to_
 
 
 def centre_of_mass(image: np.ndarray) -> tuple[float, float]:
-    ys, xs = np.mgrid[0:image.shape[0], 0:image.shape[1]]
+    ys, xs = np.mgrid[0 : image.shape[0], 0 : image.shape[1]]
     total = image.sum()
     return float((ys * image).sum() / total), float((xs * image).sum() / total)
 
 
 def ink_box(image: np.ndarray, threshold: int = 0) -> tuple[int, int]:
-    rows, cols = np.flatnonzero((image > threshold).any(axis=1)), np.flatnonzero((image > threshold).any(axis=0))
+    rows, cols = (
+        np.flatnonzero((image > threshold).any(axis=1)),
+        np.flatnonzero((image > threshold).any(axis=0)),
+    )
     return rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
 
 
@@ -60,11 +63,14 @@ def test_dark_ink_on_light_paper_is_inverted():
     assert to_mnist(light)[0, 0] == 0  # background black, as in MNIST
 
 
-@pytest.mark.parametrize("image", [
-    np.zeros((280, 280), dtype=np.uint8),  # nothing drawn
-    np.full((280, 280), 255, dtype=np.uint8),  # white paper
-    np.full((280, 280), 128, dtype=np.uint8) + np.eye(280, dtype=np.uint8) * 20,  # too faint to be ink
-])
+@pytest.mark.parametrize(
+    "image",
+    [
+        np.zeros((280, 280), dtype=np.uint8),  # nothing drawn
+        np.full((280, 280), 255, dtype=np.uint8),  # white paper
+        np.full((280, 280), 128, dtype=np.uint8) + np.eye(280, dtype=np.uint8) * 20,  # too faint to be ink
+    ],
+)
 def test_blank_images_give_no_digit(image):
     assert to_mnist(image) is None
 
@@ -72,7 +78,7 @@ def test_blank_images_give_no_digit(image):
 def test_a_lone_dot_is_not_a_digit():
     canvas = np.full((280, 280), 255, dtype=np.uint8)
     yy, xx = np.mgrid[0:280, 0:280]
-    canvas[(yy - 100) ** 2 + (xx - 60) ** 2 < 12 ** 2] = 0  # one tap of a 24-pixel pen
+    canvas[(yy - 100) ** 2 + (xx - 60) ** 2 < 12**2] = 0  # one tap of a 24-pixel pen
     assert to_mnist(canvas) is None
     canvas[100:220, 55:66] = 0  # ...then a stroke down from it: a "1"
     assert to_mnist(canvas) is not None
@@ -93,7 +99,7 @@ def paint(row: np.ndarray, scale: int, top: int, left: int, invert: bool) -> np.
     side = 28 * scale
     big = resample_matrix(28, side) @ row.reshape(28, 28).astype(np.float32) @ resample_matrix(28, side).T
     canvas = np.zeros((280, 280), dtype=np.float32)
-    canvas[top:top + side, left:left + side] = big
+    canvas[top : top + side, left : left + side] = big
     canvas = np.clip(np.rint(canvas), 0, 255).astype(np.uint8)
     return 255 - canvas if invert else canvas
 
@@ -140,12 +146,15 @@ def test_decoding_png_jpeg_and_transparency():
     assert np.array_equal(to_mnist(gray), to_mnist(stroke))
 
 
-@pytest.mark.parametrize("data, words", [
-    (b"hello, this is text", "not an image"),
-    (b"", "not an image"),
-    (lambda: png_bytes(np.zeros((1, 1), np.uint8)), "1x1 pixels"),
-    (lambda: png_bytes(np.zeros((64, 64), np.uint8))[:60], "could not decode"),  # truncated PNG
-])
+@pytest.mark.parametrize(
+    "data, words",
+    [
+        (b"hello, this is text", "not an image"),
+        (b"", "not an image"),
+        (lambda: png_bytes(np.zeros((1, 1), np.uint8)), "1x1 pixels"),
+        (lambda: png_bytes(np.zeros((64, 64), np.uint8))[:60], "could not decode"),  # truncated PNG
+    ],
+)
 def test_decoding_refuses_with_one_line(data, words):
     data = data() if callable(data) else data
     with pytest.raises(ImageProblem) as caught:

@@ -11,14 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kit.report import page as report_module
 from kit.cli import main
 from kit.config import make_config
-from kit.data.load import load_split, load_test, to_float
 from kit.core.errors import KitError
-from kit.run.model import Model
+from kit.data.load import load_split, load_test, to_float
+from kit.report import page as report_module
 from kit.report.page import write_report
 from kit.report.runs_table import list_runs
+from kit.run.model import Model
 from kit.run.predict import submit_run
 from kit.run.train import train_run
 from synthetic import write_competition
@@ -58,7 +58,9 @@ class Images(HTMLParser):
         if tag == "img":
             self.sources.append(attrs["src"])
         if tag == "tr" and "data-line" in attrs:
-            self.mistake_lines.append((int(attrs["data-line"]), int(attrs["data-true"]), int(attrs["data-predicted"])))
+            self.mistake_lines.append(
+                (int(attrs["data-line"]), int(attrs["data-true"]), int(attrs["data-predicted"]))
+            )
 
 
 def parse(path: Path) -> Images:
@@ -76,18 +78,30 @@ def read_png(path: Path) -> np.ndarray:
 def test_report_images_exist_have_their_size_and_are_not_blank(reported):
     run_dir, _, report = reported
     names = {p.name for p in report.images}
-    assert names == {report_module.CURVES_PNG, report_module.CONFUSION_PNG, report_module.MISTAKES_PNG,
-                     report_module.UNSURE_PNG}
-    expected_width = {report_module.CURVES_PNG: 1300, report_module.CONFUSION_PNG: 1250,
-                      report_module.MISTAKES_PNG: 8 * 145, report_module.UNSURE_PNG: 8 * 145}
+    assert names == {
+        report_module.CURVES_PNG,
+        report_module.CONFUSION_PNG,
+        report_module.MISTAKES_PNG,
+        report_module.UNSURE_PNG,
+    }
+    expected_width = {
+        report_module.CURVES_PNG: 1300,
+        report_module.CONFUSION_PNG: 1250,
+        report_module.MISTAKES_PNG: 8 * 145,
+        report_module.UNSURE_PNG: 8 * 145,
+    }
     for path in report.images:
         pixels = read_png(path)
         assert pixels.shape[1] == expected_width[path.name], path.name
         assert pixels.shape[0] >= 300, path.name
         assert pixels[..., :3].std() > 0.05, f"{path.name} looks blank"
     # the galleries hold ceil(n / 8) rows of 1.75 inches
-    assert read_png(run_dir / report_module.MISTAKES_PNG).shape[0] == round(175 * np.ceil(len(report.mistakes) / 8))
-    assert read_png(run_dir / report_module.UNSURE_PNG).shape[0] == round(175 * np.ceil(len(report.unsure) / 8))
+    assert read_png(run_dir / report_module.MISTAKES_PNG).shape[0] == round(
+        175 * np.ceil(len(report.mistakes) / 8)
+    )
+    assert read_png(run_dir / report_module.UNSURE_PNG).shape[0] == round(
+        175 * np.ceil(len(report.unsure) / 8)
+    )
 
 
 def test_report_html_names_every_image_and_each_exists(reported):
@@ -106,8 +120,9 @@ def test_mistakes_gallery_shows_only_real_mistakes_most_confident_first(reported
     run_dir, _, report = reported
     model = Model.load(run_dir / "model.npz")
     config = model.config
-    _, _, x_val, y_val = load_split(competition / "train.csv", config.val_fraction,
-                                    np.random.default_rng(config.seed))
+    _, _, x_val, y_val = load_split(
+        competition / "train.csv", config.val_fraction, np.random.default_rng(config.seed)
+    )
     probs = model.predict_proba(x_val, tta=False)
     predicted = probs.argmax(axis=1)
     n_wrong = int(np.count_nonzero(predicted != y_val))
@@ -122,7 +137,9 @@ def test_mistakes_gallery_shows_only_real_mistakes_most_confident_first(reported
     wrong_confidence = np.sort(probs[predicted != y_val].max(axis=1))[::-1]
     assert confidences[-1] == pytest.approx(float(wrong_confidence[len(confidences) - 1]))
     # the page's table lists the same rows, and each line of train.csv holds that label
-    assert parse(report.path).mistake_lines == [(m["line"], m["true"], m["predicted"]) for m in report.mistakes]
+    assert parse(report.path).mistake_lines == [
+        (m["line"], m["true"], m["predicted"]) for m in report.mistakes
+    ]
     lines = (competition / "train.csv").read_text().splitlines()
     for m in report.mistakes[:5]:
         assert int(lines[m["line"] - 1].split(",")[0]) == m["true"]
@@ -134,7 +151,9 @@ def test_least_sure_test_rows_are_the_lowest_top_probabilities(reported, competi
     probs = Model.load(run_dir / "model.npz").predict_proba(to_float(load_test(competition / "test.csv").x))
     top = np.sort(probs.max(axis=1))
     assert len(report.unsure) == report_module.N_UNSURE
-    assert [u["p_first"] for u in report.unsure] == pytest.approx(top[:report_module.N_UNSURE].tolist(), abs=1e-6)
+    assert [u["p_first"] for u in report.unsure] == pytest.approx(
+        top[: report_module.N_UNSURE].tolist(), abs=1e-6
+    )
     for u in report.unsure:
         row = probs[u["image_id"] - 1]
         assert u["first"] == row.argmax() and u["second"] == np.argsort(-row)[1]
@@ -165,7 +184,9 @@ def test_report_of_an_older_run_without_members_machine_or_history_columns(repor
     with open(run_dir / "history.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     with open(old / "history.csv", "w", newline="") as handle:  # no member, lr or seconds columns
-        writer = csv.DictWriter(handle, fieldnames=["epoch", "train_loss", "train_acc", "val_loss", "val_acc"])
+        writer = csv.DictWriter(
+            handle, fieldnames=["epoch", "train_loss", "train_acc", "val_loss", "val_acc"]
+        )
         writer.writeheader()
         writer.writerows({k: row[k] for k in writer.fieldnames} for row in rows)
     metrics = json.loads((old / "metrics.json").read_text())
@@ -179,7 +200,9 @@ def test_report_of_an_older_run_without_members_machine_or_history_columns(repor
 
 
 def test_report_of_a_run_without_validation_rows_and_of_an_ensemble(competition, tmp_path):
-    no_val = train_run(small_config(epochs=1, val_fraction=0.0), competition / "train.csv", tmp_path / "models")
+    no_val = train_run(
+        small_config(epochs=1, val_fraction=0.0), competition / "train.csv", tmp_path / "models"
+    )
     report = write_report(no_val, tmp_path / "subs")
     assert {p.name for p in report.images} == {report_module.CURVES_PNG}
     assert any("VAL_FRACTION=0" in note for note in report.notes)
@@ -199,8 +222,21 @@ def test_report_of_a_missing_folder_is_one_line(tmp_path, capsys):
 
 @pytest.mark.slow  # trains two runs through the CLI (> 2 s)
 def test_train_writes_the_report_unless_told_not_to(competition, tmp_path, capsys):
-    args = ["train", "--train", str(competition / "train.csv"), "--model-dir", str(tmp_path / "m"),
-            "--preset", "reference", "--epochs", "1", "--hidden", "8", "--val-fraction", "0.25"]
+    args = [
+        "train",
+        "--train",
+        str(competition / "train.csv"),
+        "--model-dir",
+        str(tmp_path / "m"),
+        "--preset",
+        "reference",
+        "--epochs",
+        "1",
+        "--hidden",
+        "8",
+        "--val-fraction",
+        "0.25",
+    ]
     assert main(args) == 0
     run_dir = (tmp_path / "m" / "latest").resolve()
     assert f"report: {run_dir / 'report.html'}" in capsys.readouterr().out
@@ -220,7 +256,9 @@ def test_runs_table_joins_the_uploads_by_run_id(reported, competition, tmp_path,
     with open(history, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(UPLOAD_HEADER)
-        writer.writerow(["2026-11-28T10:00:00Z", run_dir.name, "submission.csv", "first", "complete", "0.91234", "1"])
+        writer.writerow(
+            ["2026-11-28T10:00:00Z", run_dir.name, "submission.csv", "first", "complete", "0.91234", "1"]
+        )
         writer.writerow(["2026-11-28T11:00:00Z", run_dir.name, "submission.csv", "again", "pending", "", "2"])
         writer.writerow(["2026-11-28T12:00:00Z", "some-other-run", "x.csv", "", "complete", "0.5", "3"])
     text, page = list_runs(models, history)
@@ -248,7 +286,8 @@ def test_report_opens_in_a_real_browser(reported, browser, tmp_path):
     driver.get(report.path.as_uri())
     assert not console_errors(driver)
     widths = driver.execute_script(
-        "return Array.from(document.images).map(i => [i.getAttribute('src'), i.complete, i.naturalWidth]);")
+        "return Array.from(document.images).map(i => [i.getAttribute('src'), i.complete, i.naturalWidth]);"
+    )
     assert len(widths) == len(report.images)
     for source, complete, width in widths:
         assert complete and width > 0, source

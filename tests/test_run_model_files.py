@@ -35,15 +35,31 @@ def test_a_model_from_before_the_subpackages_predicts_as_it_did(tmp_path):
     x = to_float(load_test(sample_test_rows(tmp_path, expected["rows"])).x)
     probabilities = model.predict_proba(x)
     assert probabilities.argmax(axis=1).tolist() == expected["labels"]
-    np.testing.assert_allclose(probabilities[: len(expected["probabilities"])], expected["probabilities"], atol=1e-4)
+    np.testing.assert_allclose(
+        probabilities[: len(expected["probabilities"])], expected["probabilities"], atol=1e-4
+    )
 
 
 def test_a_model_from_before_the_subpackages_still_submits(tmp_path):
     expected = json.loads((FIXTURE / "expected.json").read_text())
     test = sample_test_rows(tmp_path, expected["rows"])
     out = tmp_path / "submission.csv"
-    assert main(["submit", "--model", str(FIXTURE), "--test", str(test), "--out", str(out),
-                 "--sample", str(tmp_path / "none.csv")]) == 0
+    assert (
+        main(
+            [
+                "submit",
+                "--model",
+                str(FIXTURE),
+                "--test",
+                str(test),
+                "--out",
+                str(out),
+                "--sample",
+                str(tmp_path / "none.csv"),
+            ]
+        )
+        == 0
+    )
     ids, labels = read_submission(out)
     assert ids.tolist() == list(range(1, expected["rows"] + 1)) and labels.tolist() == expected["labels"]
     assert json.loads(out.with_suffix(".json").read_text())["run_id"] == "20261201-084413-best-s3"

@@ -82,18 +82,25 @@ def test_every_input_form_gives_the_models_prediction(client, digits, sample_mod
     agree = 0
     for row, label in zip(rows, labels):
         image = drawn_png(row)
-        answer = check_prediction(client.post("/api/predict", content=image, headers={"Content-Type": "image/png"}))
+        answer = check_prediction(
+            client.post("/api/predict", content=image, headers={"Content-Type": "image/png"})
+        )
         # the answer is the model's on the 28x28 image the server says the network saw
         seen = np.array(answer["pixels"], dtype=np.uint8).reshape(1, 784)
         assert answer["label"] == sample_model.model.predict(to_float(seen))[0]
         agree += answer["label"] == label
         # the same image as a multipart upload and as a data URL: the same answer
-        upload = check_prediction(client.post("/api/predict", files={"image": ("digit.png", image, "image/png")}))
+        upload = check_prediction(
+            client.post("/api/predict", files={"image": ("digit.png", image, "image/png")})
+        )
         data_url = "data:image/png;base64," + base64.b64encode(image).decode()
         in_json = check_prediction(client.post("/api/predict", json={"image": data_url}))
         for other in (upload, in_json):
-            assert (other["label"], other["pixels"], other["probabilities"]) == \
-                (answer["label"], answer["pixels"], answer["probabilities"])
+            assert (other["label"], other["pixels"], other["probabilities"]) == (
+                answer["label"],
+                answer["pixels"],
+                answer["probabilities"],
+            )
         raw = check_prediction(client.post("/api/predict", json={"pixels": row.tolist()}), label)
         assert raw["pixels"] == row.tolist()  # raw pixels reach the network as they are
     assert agree >= 4  # drawn x7 off-centre, read as the original row
@@ -108,7 +115,9 @@ def test_jpeg_and_dark_background_images(client, digits):
     assert same["pixels"] == expected["pixels"] and same["label"] == expected["label"]
     buffer = io.BytesIO()
     Image.open(io.BytesIO(light)).convert("RGB").save(buffer, format="JPEG", quality=90)
-    jpeg = check_prediction(client.post("/api/predict", content=buffer.getvalue(), headers={"Content-Type": "image/jpeg"}))
+    jpeg = check_prediction(
+        client.post("/api/predict", content=buffer.getvalue(), headers={"Content-Type": "image/jpeg"})
+    )
     assert jpeg["label"] == expected["label"]
 
 
@@ -139,47 +148,145 @@ def chunks(total: int, size: int = 64 * 1024):
 
 BAD_REQUESTS = [
     # (id, method, path, request keyword arguments, status, words in the message)
-    ("not an image", "POST", "/api/predict", dict(content=b"GIF? no, just text", headers=IMAGE), 422, "not an image"),
+    (
+        "not an image",
+        "POST",
+        "/api/predict",
+        dict(content=b"GIF? no, just text", headers=IMAGE),
+        422,
+        "not an image",
+    ),
     ("empty body", "POST", "/api/predict", dict(content=b"", headers=IMAGE), 422, "not an image"),
-    ("truncated PNG", "POST", "/api/predict", dict(content=truncated_png, headers=IMAGE), 422, "could not decode"),
-    ("1x1 image", "POST", "/api/predict", dict(content=lambda: png(np.zeros((1, 1), np.uint8)), headers=IMAGE),
-     422, "1x1 pixels"),
+    (
+        "truncated PNG",
+        "POST",
+        "/api/predict",
+        dict(content=truncated_png, headers=IMAGE),
+        422,
+        "could not decode",
+    ),
+    (
+        "1x1 image",
+        "POST",
+        "/api/predict",
+        dict(content=lambda: png(np.zeros((1, 1), np.uint8)), headers=IMAGE),
+        422,
+        "1x1 pixels",
+    ),
     ("10000x10000 image", "POST", "/api/predict", dict(content=huge_png, headers=IMAGE), 422, "10000x10000"),
-    ("body over 1 MB", "POST", "/api/predict", dict(content=b"\x89PNG" + b"0" * 1_500_000, headers=IMAGE),
-     413, "over 1,000,000 bytes"),
-    ("chunked body over 1 MB", "POST", "/api/predict", dict(content=lambda: chunks(1_200_000), headers=IMAGE),
-     413, "over 1,000,000 bytes"),
-    ("text/plain", "POST", "/api/predict", dict(content=b"7", headers={"Content-Type": "text/plain"}),
-     415, "Content-Type text/plain"),
+    (
+        "body over 1 MB",
+        "POST",
+        "/api/predict",
+        dict(content=b"\x89PNG" + b"0" * 1_500_000, headers=IMAGE),
+        413,
+        "over 1,000,000 bytes",
+    ),
+    (
+        "chunked body over 1 MB",
+        "POST",
+        "/api/predict",
+        dict(content=lambda: chunks(1_200_000), headers=IMAGE),
+        413,
+        "over 1,000,000 bytes",
+    ),
+    (
+        "text/plain",
+        "POST",
+        "/api/predict",
+        dict(content=b"7", headers={"Content-Type": "text/plain"}),
+        415,
+        "Content-Type text/plain",
+    ),
     ("no content type", "POST", "/api/predict", dict(content=b"7"), 415, "Content-Type missing"),
     ("783 pixels", "POST", "/api/predict", dict(json={"pixels": [0] * 783}), 422, "got 783 values, need 784"),
-    ("pixel 256", "POST", "/api/predict", dict(json={"pixels": [0] * 500 + [256] + [0] * 283}), 422,
-     "value 256 at index 500 is outside 0..255"),
+    (
+        "pixel 256",
+        "POST",
+        "/api/predict",
+        dict(json={"pixels": [0] * 500 + [256] + [0] * 283}),
+        422,
+        "value 256 at index 500 is outside 0..255",
+    ),
     ("pixel -1", "POST", "/api/predict", dict(json={"pixels": [-1] + [0] * 783}), 422, "outside 0..255"),
     ("pixels as text", "POST", "/api/predict", dict(json={"pixels": ["0"] * 784}), 422, "pixels.0"),
     ("pixels not a list", "POST", "/api/predict", dict(json={"pixels": 7}), 422, "pixels"),
-    ("NaN pixel", "POST", "/api/predict", dict(content=b'{"pixels": [NaN]}', headers={"Content-Type": "application/json"}),
-     400, "malformed JSON"),
-    ("malformed JSON", "POST", "/api/predict", dict(content=b'{"pixels": [1, 2', headers={"Content-Type": "application/json"}),
-     400, "malformed JSON"),
-    ("JSON nested too deeply", "POST", "/api/predict", dict(content=b"[" * 200_000 + b"]" * 200_000,
-                                                               headers={"Content-Type": "application/json"}),
-     400, "malformed JSON"),
-    ("JSON not UTF-8", "POST", "/api/predict", dict(content=b'\xff\xfe{', headers={"Content-Type": "application/json"}),
-     400, "malformed JSON"),
+    (
+        "NaN pixel",
+        "POST",
+        "/api/predict",
+        dict(content=b'{"pixels": [NaN]}', headers={"Content-Type": "application/json"}),
+        400,
+        "malformed JSON",
+    ),
+    (
+        "malformed JSON",
+        "POST",
+        "/api/predict",
+        dict(content=b'{"pixels": [1, 2', headers={"Content-Type": "application/json"}),
+        400,
+        "malformed JSON",
+    ),
+    (
+        "JSON nested too deeply",
+        "POST",
+        "/api/predict",
+        dict(content=b"[" * 200_000 + b"]" * 200_000, headers={"Content-Type": "application/json"}),
+        400,
+        "malformed JSON",
+    ),
+    (
+        "JSON not UTF-8",
+        "POST",
+        "/api/predict",
+        dict(content=b"\xff\xfe{", headers={"Content-Type": "application/json"}),
+        400,
+        "malformed JSON",
+    ),
     ("JSON without fields", "POST", "/api/predict", dict(json={}), 422, 'give "image"'),
     ("JSON a list", "POST", "/api/predict", dict(json=[1, 2, 3]), 422, "valid dictionary"),
     ("unknown JSON field", "POST", "/api/predict", dict(json={"pixles": [0] * 784}), 422, "pixles"),
-    ("both image and pixels", "POST", "/api/predict", dict(json={"image": "data:image/png;base64,AA==",
-                                                                 "pixels": [0] * 784}), 422, "not both"),
-    ("data URL not an image", "POST", "/api/predict", dict(json={"image": "data:text/html;base64,PGgxPg=="}),
-     415, "data URL of type text/html"),
-    ("data URL bad base64", "POST", "/api/predict", dict(json={"image": "data:image/png;base64,@@@"}), 422, "base64"),
+    (
+        "both image and pixels",
+        "POST",
+        "/api/predict",
+        dict(json={"image": "data:image/png;base64,AA==", "pixels": [0] * 784}),
+        422,
+        "not both",
+    ),
+    (
+        "data URL not an image",
+        "POST",
+        "/api/predict",
+        dict(json={"image": "data:text/html;base64,PGgxPg=="}),
+        415,
+        "data URL of type text/html",
+    ),
+    (
+        "data URL bad base64",
+        "POST",
+        "/api/predict",
+        dict(json={"image": "data:image/png;base64,@@@"}),
+        422,
+        "base64",
+    ),
     ("not a data URL", "POST", "/api/predict", dict(json={"image": "/etc/passwd"}), 422, "not a data URL"),
-    ("multipart without file", "POST", "/api/predict", dict(data={"image": "7"}, files={"x": ("a", b"b")}),
-     422, 'file field "image"'),
-    ("multipart not an image", "POST", "/api/predict", dict(files={"image": ("a.png", b"text", "image/png")}),
-     422, "not an image"),
+    (
+        "multipart without file",
+        "POST",
+        "/api/predict",
+        dict(data={"image": "7"}, files={"x": ("a", b"b")}),
+        422,
+        'file field "image"',
+    ),
+    (
+        "multipart not an image",
+        "POST",
+        "/api/predict",
+        dict(files={"image": ("a.png", b"text", "image/png")}),
+        422,
+        "not an image",
+    ),
     ("unknown path", "GET", "/api/nothing", {}, 404, "no such path /api/nothing"),
     ("path out of the app", "GET", "/../pyproject.toml", {}, 404, "no such path"),
     ("encoded dots", "GET", "/%2e%2e/kit/serve.py", {}, 404, "no such path"),
@@ -189,8 +296,11 @@ BAD_REQUESTS = [
 ]
 
 
-@pytest.mark.parametrize("method, path, kwargs, status, words", [case[1:] for case in BAD_REQUESTS],
-                         ids=[case[0] for case in BAD_REQUESTS])
+@pytest.mark.parametrize(
+    "method, path, kwargs, status, words",
+    [case[1:] for case in BAD_REQUESTS],
+    ids=[case[0] for case in BAD_REQUESTS],
+)
 def test_bad_input_gets_a_4xx_with_one_line(client, method, path, kwargs, status, words):
     kwargs = {k: (v() if callable(v) else v) for k, v in kwargs.items()}
     response = client.request(method, path, **kwargs)
@@ -214,7 +324,8 @@ def test_the_server_still_predicts_after_a_burst_of_bad_input(server, digits):
         assert http.get("/healthz").json() == {"status": "ok"}
         answer = check_prediction(http.post("/api/predict", json={"pixels": rows[2].tolist()}), labels[2])
         assert answer == check_prediction(http.post("/api/predict", json={"pixels": rows[2].tolist()})) | {
-            "ms": answer["ms"]}
+            "ms": answer["ms"]
+        }
 
 
 def test_a_body_whose_last_part_is_over_the_limit_gets_its_413_at_once():
@@ -250,8 +361,14 @@ def test_a_body_whose_last_part_is_over_the_limit_gets_its_413_at_once():
 
 def kit_serve(*args: str, cwd: Path = ROOT) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "kit", "serve", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "kit", "serve", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def read_until(process: subprocess.Popen, pattern: str, timeout: float = 60) -> tuple[str, re.Match]:
@@ -277,7 +394,9 @@ def test_kit_serve_prints_the_url_serves_and_stops_on_ctrl_c(sample_model, digit
         assert sample_model.run_dir.name in shown and "warning" not in shown
         url = match.group(1)
         assert httpx.get(url + "healthz", timeout=10).json() == {"status": "ok"}
-        check_prediction(httpx.post(url + "api/predict", json={"pixels": rows[3].tolist()}, timeout=30), labels[3])
+        check_prediction(
+            httpx.post(url + "api/predict", json={"pixels": rows[3].tolist()}, timeout=30), labels[3]
+        )
         process.send_signal(signal.SIGINT)
         rest, _ = process.communicate(timeout=30)
     finally:
@@ -297,11 +416,14 @@ def test_kit_serve_warns_when_it_listens_beyond_this_machine(sample_model):
         process.kill()
 
 
-@pytest.mark.parametrize("setup, words", [
-    ("no runs", "run `make demo`"),
-    ("not a model", "not a model file this kit can read"),
-    ("missing file", "no trained model there"),
-])
+@pytest.mark.parametrize(
+    "setup, words",
+    [
+        ("no runs", "run `make demo`"),
+        ("not a model", "not a model file this kit can read"),
+        ("missing file", "no trained model there"),
+    ],
+)
 def test_kit_serve_says_in_one_line_what_is_missing(tmp_path, setup, words):
     args = []
     if setup == "not a model":

@@ -29,8 +29,19 @@ def thin(ink: np.ndarray) -> np.ndarray:
         changed = False
         for step in (0, 1):
             p = img
-            n = [np.roll(np.roll(p, dy, 0), dx, 1) for dy, dx in  # P2..P9 clockwise from north
-                 ((1, 0), (1, -1), (0, -1), (-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1))]
+            n = [
+                np.roll(np.roll(p, dy, 0), dx, 1)
+                for dy, dx in (  # P2..P9 clockwise from north
+                    (1, 0),
+                    (1, -1),
+                    (0, -1),
+                    (-1, -1),
+                    (-1, 0),
+                    (-1, 1),
+                    (0, 1),
+                    (1, 1),
+                )
+            ]
             neighbours = sum(n)
             ring = n + [n[0]]
             transitions = sum(((ring[i] == 0) & (ring[i + 1] == 1)).astype(np.uint8) for i in range(8))
@@ -98,8 +109,10 @@ def strokes_of(row: np.ndarray) -> tuple[list[np.ndarray], float]:
 
 
 def canvas_box(driver) -> dict:
-    return driver.execute_script("const r = document.getElementById('pad').getBoundingClientRect();"
-                                 "return {x: r.left, y: r.top, side: r.width};")
+    return driver.execute_script(
+        "const r = document.getElementById('pad').getBoundingClientRect();"
+        "return {x: r.left, y: r.top, side: r.width};"
+    )
 
 
 def draw(driver, strokes: list[np.ndarray], width: float, rng: np.random.Generator, touch: bool) -> None:
@@ -122,8 +135,10 @@ def draw(driver, strokes: list[np.ndarray], width: float, rng: np.random.Generat
     kind = interaction.POINTER_TOUCH if touch else interaction.POINTER_MOUSE
     actions = ActionBuilder(driver, mouse=PointerInput(kind, "finger" if touch else "mouse"), duration=4)
     for stroke in strokes:
-        xy = [(int(round(box["x"] + offset[0] + scale * x)), int(round(box["y"] + offset[1] + scale * y)))
-              for x, y in stroke]
+        xy = [
+            (int(round(box["x"] + offset[0] + scale * x)), int(round(box["y"] + offset[1] + scale * y)))
+            for x, y in stroke
+        ]
         actions.pointer_action.move_to_location(*xy[0])
         actions.pointer_action.pointer_down()
         for x, y in xy[1:]:
@@ -135,9 +150,12 @@ def draw(driver, strokes: list[np.ndarray], width: float, rng: np.random.Generat
 def shown_label(driver) -> str:
     from selenium.webdriver.support.ui import WebDriverWait
 
-    WebDriverWait(driver, 30, poll_frequency=0.05).until(lambda d: d.execute_script(
-        "const pad = document.getElementById('pad'), result = document.getElementById('result');"
-        "return pad.dataset.version !== '0' && result.dataset.version === pad.dataset.version;"))
+    WebDriverWait(driver, 30, poll_frequency=0.05).until(
+        lambda d: d.execute_script(
+            "const pad = document.getElementById('pad'), result = document.getElementById('result');"
+            "return pad.dataset.version !== '0' && result.dataset.version === pad.dataset.version;"
+        )
+    )
     return driver.find_element("id", "label").text
 
 
@@ -145,7 +163,8 @@ def seen_ink(driver) -> int:
     """Sum of the page's 28x28 'what the network sees' image."""
     return driver.execute_script(
         "const d = document.getElementById('seen').getContext('2d').getImageData(0, 0, 28, 28).data;"
-        "let s = 0; for (let i = 0; i < d.length; i += 4) s += d[i]; return s;")
+        "let s = 0; for (let i = 0; i < d.length; i += 4) s += d[i]; return s;"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +182,9 @@ def ten_digits(sample_model):
 
 
 @pytest.mark.parametrize("viewport", ["desktop", "phone"])
-def test_drawing_real_digits_shows_the_models_label(browser, page, ten_digits, sample_model, tmp_path, viewport):
+def test_drawing_real_digits_shows_the_models_label(
+    browser, page, ten_digits, sample_model, tmp_path, viewport
+):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support.ui import WebDriverWait
@@ -190,7 +211,9 @@ def test_drawing_real_digits_shows_the_models_label(browser, page, ten_digits, s
             ActionChains(driver).send_keys(Keys.ESCAPE).perform()  # the keyboard shortcut
         WebDriverWait(driver, 10).until(lambda d: d.find_element("id", "label").text == "?")
     agree = sum(label == str(e) for label, e in zip(shown, expected))
-    print(f"{viewport}: page showed {shown}, model on the original rows {expected.tolist()}; {agree}/10 agree")
+    print(
+        f"{viewport}: page showed {shown}, model on the original rows {expected.tolist()}; {agree}/10 agree"
+    )
     assert agree >= 8
     assert not console_errors(driver)
 
@@ -216,6 +239,7 @@ def test_choosing_an_image_file_predicts_it(browser, page, ten_digits, tmp_path)
     """The page's "Open image…" input: the file is shown on the square and sent as it is."""
     import httpx
     from selenium.webdriver.support.ui import WebDriverWait
+
     from served_model import drawn_png
 
     rows, _ = ten_digits

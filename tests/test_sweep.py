@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from kit.cli import main
-from kit.sweep.space import format_value, read_space
 from kit.sweep.runner import plan_sweep, run_sweep
+from kit.sweep.space import format_value, read_space
 from synthetic import write_train
 
 TINY_SPACE = """
@@ -50,8 +50,20 @@ def read_rows(sweep_folder: Path) -> list[dict]:
 
 
 def sweep_args(space: Path, train_csv: Path, tmp_path: Path, *extra: str) -> list[str]:
-    return ["sweep", "--space", str(space), "--train", str(train_csv), "--model-dir", str(tmp_path / "models"),
-            "--sweep-dir", str(tmp_path / "sweeps"), "--preset", "reference", *extra]
+    return [
+        "sweep",
+        "--space",
+        str(space),
+        "--train",
+        str(train_csv),
+        "--model-dir",
+        str(tmp_path / "models"),
+        "--sweep-dir",
+        str(tmp_path / "sweeps"),
+        "--preset",
+        "reference",
+        *extra,
+    ]
 
 
 def run_folders(models: Path) -> list[Path]:
@@ -69,8 +81,18 @@ def test_four_trials_recorded_ranked_and_resumed(train_csv, tmp_path, capsys):
     assert (sweep_folder / "space.toml").read_text() == TINY_SPACE
     rows = read_rows(sweep_folder)
     assert [r["trial"] for r in rows] == ["1", "2", "3", "4"]
-    assert list(rows[0]) == ["trial", "lr", "dropout", "best_epoch", "val_accuracy", "val_loss", "seconds",
-                             "run_id", "worker", "error"]
+    assert list(rows[0]) == [
+        "trial",
+        "lr",
+        "dropout",
+        "best_epoch",
+        "val_accuracy",
+        "val_loss",
+        "seconds",
+        "run_id",
+        "worker",
+        "error",
+    ]
 
     # the values are the seeded draws, and each run folder was trained with its row's values
     planned = read_space(space).plan(4, seed=0)
@@ -90,13 +112,15 @@ def test_four_trials_recorded_ranked_and_resumed(train_csv, tmp_path, capsys):
         assert int(row["best_epoch"]) == metrics["best_epoch"] and row["error"] == ""
 
     # the ranking: best validation accuracy first, then the best trial's make line
-    ranking = out[out.index("ranked by validation accuracy"):].splitlines()
+    ranking = out[out.index("ranked by validation accuracy") :].splitlines()
     ranked_trials = [line.split()[1] for line in ranking[2:6]]
     best_first = sorted(rows, key=lambda r: (-float(r["val_accuracy"]), float(r["val_loss"])))
     assert ranked_trials == [r["trial"] for r in best_first]
     best = best_first[0]
-    assert (f"make train PRESET=reference TRAIN={train_csv} EPOCHS=2 HIDDEN=16 BATCH=32 "
-            f"LR={best['lr']} DROPOUT={best['dropout']}") in out
+    assert (
+        f"make train PRESET=reference TRAIN={train_csv} EPOCHS=2 HIDDEN=16 BATCH=32 "
+        f"LR={best['lr']} DROPOUT={best['dropout']}"
+    ) in out
 
     # the same command again trains nothing and leaves results.csv as it was
     before = (sweep_folder / "results.csv").read_text()
@@ -115,8 +139,13 @@ def test_interrupted_sweep_keeps_finished_trials_and_resumes(train_csv, tmp_path
         if len(seen) == 2:
             raise KeyboardInterrupt
 
-    arguments = dict(space_path=space, preset="reference", train_path=train_csv, model_dir=tmp_path / "models",
-                     sweep_dir=tmp_path / "sweeps")
+    arguments = dict(
+        space_path=space,
+        preset="reference",
+        train_path=train_csv,
+        model_dir=tmp_path / "models",
+        sweep_dir=tmp_path / "sweeps",
+    )
     with pytest.raises(KeyboardInterrupt):
         run_sweep(**arguments, on_result=stop_after_two)
     sweep = plan_sweep(space, "reference", {}, train_csv, tmp_path / "sweeps")
@@ -133,20 +162,34 @@ def test_interrupted_sweep_keeps_finished_trials_and_resumes(train_csv, tmp_path
 
 
 def test_grid_from_json_and_a_diverging_trial(train_csv, tmp_path, capsys):
-    space = write_space(tmp_path, json.dumps({
-        "method": "grid",
-        "fixed": {"epochs": 1, "augment": False},
-        "space": {"lr": [0.01, 1e30], "hidden": [[16], "8,8"]},
-    }), name="grid.json")
+    space = write_space(
+        tmp_path,
+        json.dumps(
+            {
+                "method": "grid",
+                "fixed": {"epochs": 1, "augment": False},
+                "space": {"lr": [0.01, 1e30], "hidden": [[16], "8,8"]},
+            }
+        ),
+        name="grid.json",
+    )
     planned = read_space(space).plan(10, seed=0)
-    assert planned == [{"lr": 0.01, "hidden": (16,)}, {"lr": 0.01, "hidden": (8, 8)},
-                       {"lr": 1e30, "hidden": (16,)}, {"lr": 1e30, "hidden": (8, 8)}]
+    assert planned == [
+        {"lr": 0.01, "hidden": (16,)},
+        {"lr": 0.01, "hidden": (8, 8)},
+        {"lr": 1e30, "hidden": (16,)},
+        {"lr": 1e30, "hidden": (8, 8)},
+    ]
     assert main(sweep_args(space, train_csv, tmp_path, "--trials", "9")) == 0
     out = capsys.readouterr().out
     assert "the space holds 4 different trials" in out
     rows = read_rows(next((tmp_path / "sweeps").iterdir()))
-    assert [(r["lr"], r["hidden"]) for r in rows] == [("0.01", "16"), ("0.01", "8,8"), ("1e+30", "16"),
-                                                       ("1e+30", "8,8")]
+    assert [(r["lr"], r["hidden"]) for r in rows] == [
+        ("0.01", "16"),
+        ("0.01", "8,8"),
+        ("1e+30", "16"),
+        ("1e+30", "8,8"),
+    ]
     # a learning rate that diverges fails its own trial with its message; the others rank
     assert [bool(r["error"]) for r in rows] == [False, False, True, True]
     assert "diverged" in rows[2]["error"] and rows[2]["run_id"] == ""
@@ -162,7 +205,7 @@ BAD_SPACES = [
     ("[space]\nlr = { uniform = [0.1, 0.01] }\n", "space.lr: an empty range [0.1, 0.01]"),
     ("[space]\nlr = { log_uniform = [0, 0.1] }\n", "space.lr: log_uniform needs low > 0"),
     ("[space]\ndropout = []\n", "space.dropout: an empty list"),
-    ("[space]\nconv_channels = [[8], [16]]\n", "space.conv_channels: only used with arch = \"cnn\""),
+    ("[space]\nconv_channels = [[8], [16]]\n", 'space.conv_channels: only used with arch = "cnn"'),
     ("[space]\nmomentum = [0.5, 0.9]\n", "space.momentum: only used with an optimizer other than sgd"),
     ("[space]\ndropout = [0.1, 1.5]\n", "space.dropout = 1.5: dropout 1.5: must be in [0, 1)"),
     ("[space]\noptimizer = ['sgd', 'lion']\n", "space.optimizer = lion: optimizer 'lion'"),
@@ -198,7 +241,9 @@ def test_missing_space_file_and_missing_data(train_csv, tmp_path, capsys):
 
 
 def test_random_draws_never_repeat_a_trial_and_extend_in_order(tmp_path):
-    finite = read_space(write_space(tmp_path, "[space]\nlr = [0.01, 0.1]\ndropout = [0.0, 0.5]\n", name="f.toml"))
+    finite = read_space(
+        write_space(tmp_path, "[space]\nlr = [0.01, 0.1]\ndropout = [0.0, 0.5]\n", name="f.toml")
+    )
     drawn = finite.plan(8, seed=3)
     assert len(drawn) == 4 and len({(t["lr"], t["dropout"]) for t in drawn}) == 4  # all four, once each
     ranged = read_space(write_space(tmp_path))
@@ -236,12 +281,15 @@ dropout = [0.0, 0.1, 0.2]
 def start_cluster():
     from dask.distributed import LocalCluster
 
-    return LocalCluster(n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1",
-                        dashboard_address=None)
+    return LocalCluster(
+        n_workers=2, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
+    )
 
 
 def scores(rows: list[dict]) -> dict[str, tuple]:
-    return {r["trial"]: (r["lr"], r["dropout"], r["best_epoch"], r["val_accuracy"], r["val_loss"]) for r in rows}
+    return {
+        r["trial"]: (r["lr"], r["dropout"], r["best_epoch"], r["val_accuracy"], r["val_loss"]) for r in rows
+    }
 
 
 @pytest.fixture(scope="module")
@@ -249,7 +297,9 @@ def local_reference(train_csv, tmp_path_factory):
     """The Dask space swept with two local processes (one BLAS thread each): the results to match."""
     folder = tmp_path_factory.mktemp("local-reference")
     space = write_space(folder, DASK_SPACE, name="cluster.toml")
-    sweep = run_sweep(space, "reference", {}, train_csv, folder / "models", folder / "sweeps", n_jobs=2, threads=1)
+    sweep = run_sweep(
+        space, "reference", {}, train_csv, folder / "models", folder / "sweeps", n_jobs=2, threads=1
+    )
     rows = read_rows(sweep.folder)
     assert len(rows) == 6 and not any(r["error"] for r in rows)
     assert {r["worker"].split(":")[-1] for r in rows} - {str(os.getpid())}  # the processes trained them
@@ -257,7 +307,9 @@ def local_reference(train_csv, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_dask_cluster_trains_the_trials_in_its_workers(train_csv, tmp_path, local_reference, monkeypatch, capsys):
+def test_dask_cluster_trains_the_trials_in_its_workers(
+    train_csv, tmp_path, local_reference, monkeypatch, capsys
+):
     from dask.distributed import Client
 
     space, local_rows = local_reference
@@ -300,12 +352,23 @@ def test_a_worker_killed_mid_sweep_loses_nothing(train_csv, tmp_path, local_refe
             # the trials whose work dies with it: the one it has just started (and any it finished unfetched)
             keys = set(client.processing(workers=[address])[address])
             keys |= {key for key, holders in client.who_has().items() if holders == (address,)}
-            killed.update(pid=pid, trials={int(key.split("-trial-")[1].split("-")[0]) for key in keys
-                                           if "-trial-" in key} - {int(row["trial"])})
+            killed.update(
+                pid=pid,
+                trials={int(key.split("-trial-")[1].split("-")[0]) for key in keys if "-trial-" in key}
+                - {int(row["trial"])},
+            )
             os.kill(pid, signal.SIGKILL)
 
-        sweep = run_sweep(space, "reference", {}, train_csv, tmp_path / "models", tmp_path / "sweeps",
-                          scheduler=cluster.scheduler_address, on_result=kill_the_worker_of_the_first_result)
+        sweep = run_sweep(
+            space,
+            "reference",
+            {},
+            train_csv,
+            tmp_path / "models",
+            tmp_path / "sweeps",
+            scheduler=cluster.scheduler_address,
+            on_result=kill_the_worker_of_the_first_result,
+        )
     rows = read_rows(sweep.folder)
     assert killed["trials"], "the killed worker had no trial"
     # every trial finished, those that died with the worker on another one, with the same scores

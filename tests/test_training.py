@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kit.run import train as train_module
 from kit.cli import main
 from kit.config import make_config
-from kit.run.model import Model
 from kit.data.submission import read_submission
+from kit.run import train as train_module
+from kit.run.model import Model
 from synthetic import write_competition
 
 
@@ -24,9 +24,36 @@ def competition(tmp_path_factory) -> Path:
 
 def test_cnn_ensemble_with_refit_and_tta_from_train_to_submission(competition, tmp_path, capsys):
     models, out = tmp_path / "models", tmp_path / "submission.csv"
-    assert main(["train", "--train", str(competition / "train.csv"), "--model-dir", str(models),
-                 "--preset", "best", "--epochs", "1", "--channels", "4,8", "--hidden", "16", "--ensemble", "2",
-                 "--refit", "1", "--tta", "1", "--val-fraction", "0.2", "--eval-batch", "64"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--train",
+                str(competition / "train.csv"),
+                "--model-dir",
+                str(models),
+                "--preset",
+                "best",
+                "--epochs",
+                "1",
+                "--channels",
+                "4,8",
+                "--hidden",
+                "16",
+                "--ensemble",
+                "2",
+                "--refit",
+                "1",
+                "--tta",
+                "1",
+                "--val-fraction",
+                "0.2",
+                "--eval-batch",
+                "64",
+            ]
+        )
+        == 0
+    )
     run_dir = (models / "latest").resolve()
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert [m["member"] for m in metrics["members"]] == [0, 1]
@@ -36,8 +63,22 @@ def test_cnn_ensemble_with_refit_and_tta_from_train_to_submission(competition, t
     assert len(model.members) == 2 and model.config.tta and model.config.arch == "cnn"
     a, b = (m.layers[1].params["w"] for m in model.members)  # the first conv of each member
     assert not np.array_equal(a, b)  # different seeds, different members
-    assert main(["submit", "--model", str(models), "--test", str(competition / "test.csv"), "--out", str(out),
-                 "--sample", str(competition / "sample_submission.csv")]) == 0
+    assert (
+        main(
+            [
+                "submit",
+                "--model",
+                str(models),
+                "--test",
+                str(competition / "test.csv"),
+                "--out",
+                str(out),
+                "--sample",
+                str(competition / "sample_submission.csv"),
+            ]
+        )
+        == 0
+    )
     ids, labels = read_submission(out)
     x = np.loadtxt(competition / "test.csv", delimiter=",", skiprows=1, dtype=np.float32) / 255
     assert np.array_equal(ids, np.arange(1, 51))
@@ -96,8 +137,24 @@ def test_best_weights_are_on_disk_before_the_run_ends(competition, tmp_path, mon
 def test_a_run_that_fails_in_its_first_epoch_leaves_no_folder(competition, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(train_module.Trainer, "train_epoch", lambda self, epoch, x, y: (float("nan"), 0.0))
     models = tmp_path / "models"
-    assert main(["train", "--train", str(competition / "train.csv"), "--model-dir", str(models),
-                 "--preset", "reference", "--epochs", "2", "--hidden", "8"]) == 2
+    assert (
+        main(
+            [
+                "train",
+                "--train",
+                str(competition / "train.csv"),
+                "--model-dir",
+                str(models),
+                "--preset",
+                "reference",
+                "--epochs",
+                "2",
+                "--hidden",
+                "8",
+            ]
+        )
+        == 2
+    )
     assert "diverged" in capsys.readouterr().err
     assert not models.exists() or not any(models.iterdir())
 
@@ -121,19 +178,40 @@ def run_arrays(run_dir: Path) -> dict[str, np.ndarray]:
         return {k: stored[k] for k in stored.files if k.startswith("m") and "/" in k}  # the members' arrays
 
 
-@pytest.mark.parametrize("overrides, crash, where", [
-    # adam moments, plateau schedule, dropout and augmentation draws: stopped before epoch 4 of 5
-    (dict(optimizer="adam", schedule="plateau", dropout=0.2, augment=True, epochs=5), 4, (0, "fit", 3)),
-    # two members, each refit on all rows for its best epoch count (3 here): stopped in member 2's refit
-    (dict(ensemble=2, refit=True, epochs=3, optimizer="momentum", schedule="cosine", lr=0.05), 11, (1, "refit", 1)),
-    # a CNN trained by two replicas (two BLAS threads), with batch norm, dropout and augmentation
-    (dict(arch="cnn", conv_channels=(3, 4), batch_norm=True, dropout=0.2, augment=True, optimizer="adamw",
-          epochs=3, blas_threads=2), 3, (0, "fit", 2)),
-])
-def test_a_resumed_run_ends_exactly_where_an_unstopped_one_does(competition, tmp_path, monkeypatch, overrides, crash,
-                                                                where):
-    config = make_config("reference", **{**dict(hidden=(16,), batch_size=32, val_fraction=0.2, blas_threads=1),
-                                         **overrides})
+@pytest.mark.parametrize(
+    "overrides, crash, where",
+    [
+        # adam moments, plateau schedule, dropout and augmentation draws: stopped before epoch 4 of 5
+        (dict(optimizer="adam", schedule="plateau", dropout=0.2, augment=True, epochs=5), 4, (0, "fit", 3)),
+        # two members, each refit on all rows for its best epoch count (3 here): stopped in member 2's refit
+        (
+            dict(ensemble=2, refit=True, epochs=3, optimizer="momentum", schedule="cosine", lr=0.05),
+            11,
+            (1, "refit", 1),
+        ),
+        # a CNN trained by two replicas (two BLAS threads), with batch norm, dropout and augmentation
+        (
+            dict(
+                arch="cnn",
+                conv_channels=(3, 4),
+                batch_norm=True,
+                dropout=0.2,
+                augment=True,
+                optimizer="adamw",
+                epochs=3,
+                blas_threads=2,
+            ),
+            3,
+            (0, "fit", 2),
+        ),
+    ],
+)
+def test_a_resumed_run_ends_exactly_where_an_unstopped_one_does(
+    competition, tmp_path, monkeypatch, overrides, crash, where
+):
+    config = make_config(
+        "reference", **{**dict(hidden=(16,), batch_size=32, val_fraction=0.2, blas_threads=1), **overrides}
+    )
     whole = train_module.train_run(config, competition / "train.csv", tmp_path / "whole")
     crash_at(monkeypatch, crash)
     with pytest.raises(MemoryError):
@@ -145,13 +223,27 @@ def test_a_resumed_run_ends_exactly_where_an_unstopped_one_does(competition, tmp
 
     meta, _ = load_resume(stopped)
     assert (meta["member"], meta["phase"], meta["fit"]["epoch"]) == where
-    assert main(["train", "--train", str(competition / "train.csv"), "--model-dir", str(tmp_path / "stopped"),
-                 "--resume", stopped.name]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--train",
+                str(competition / "train.csv"),
+                "--model-dir",
+                str(tmp_path / "stopped"),
+                "--resume",
+                stopped.name,
+            ]
+        )
+        == 0
+    )
     a, b = run_arrays(whole), run_arrays(stopped)
     assert a.keys() == b.keys()
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
-    assert (whole / "history.csv").read_text().count("\n") == (stopped / "history.csv").read_text().count("\n")
+    assert (whole / "history.csv").read_text().count("\n") == (stopped / "history.csv").read_text().count(
+        "\n"
+    )
     metrics = json.loads((stopped / "metrics.json").read_text())
     assert metrics["val_accuracy"] == json.loads((whole / "metrics.json").read_text())["val_accuracy"]
     assert not (stopped / "resume.npz").exists()  # finished: nothing left to resume
@@ -160,8 +252,24 @@ def test_a_resumed_run_ends_exactly_where_an_unstopped_one_does(competition, tmp
 
 def test_resume_refuses_a_finished_run_and_a_non_run(competition, tmp_path, capsys):
     models = tmp_path / "models"
-    assert main(["train", "--train", str(competition / "train.csv"), "--model-dir", str(models),
-                 "--preset", "reference", "--epochs", "1", "--hidden", "8"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "--train",
+                str(competition / "train.csv"),
+                "--model-dir",
+                str(models),
+                "--preset",
+                "reference",
+                "--epochs",
+                "1",
+                "--hidden",
+                "8",
+            ]
+        )
+        == 0
+    )
     finished = (models / "latest").resolve()
     capsys.readouterr()
     assert main(["train", "--train", str(competition / "train.csv"), "--resume", str(finished)]) == 2

@@ -19,7 +19,7 @@ import json
 import statistics
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,8 +27,8 @@ sys.path.insert(0, str(ROOT))
 
 from kit.bench.speed import PEER_RECORD, time_epochs  # noqa: E402
 from kit.config import make_config  # noqa: E402
-from kit.data.load import load_split  # noqa: E402
 from kit.core.machine import machine_summary  # noqa: E402
+from kit.data.load import load_split  # noqa: E402
 
 RECORD = ROOT / "bench" / PEER_RECORD
 
@@ -46,30 +46,69 @@ def main() -> None:
 
     config = make_config("best", augment=False)
     x, y, _, _ = load_split(args.train, config.val_fraction, np.random.default_rng(0))
-    x, y = x[:args.rows], y[:args.rows]
+    x, y = x[: args.rows], y[: args.rows]
     rounds = []
     for r in range(args.rounds):
         kit = time_epochs(config, x, y, args.epochs)
-        peer = json.loads(subprocess.run(
-            [args.torch_python, str(ROOT / "tools" / "torch_peer.py"), "--train", args.train, "--rows",
-             str(args.rows), "--epochs", str(args.epochs), "--channels", ",".join(map(str, config.conv_channels)),
-             "--convs-per-block", str(config.convs_per_block)],
-            check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+        peer = json.loads(
+            subprocess.run(
+                [
+                    args.torch_python,
+                    str(ROOT / "tools" / "torch_peer.py"),
+                    "--train",
+                    args.train,
+                    "--rows",
+                    str(args.rows),
+                    "--epochs",
+                    str(args.epochs),
+                    "--channels",
+                    ",".join(map(str, config.conv_channels)),
+                    "--convs-per-block",
+                    str(config.convs_per_block),
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         kit_s, peer_s = statistics.median(kit["epoch_seconds"]), statistics.median(peer["epoch_seconds"])
         floor_s = statistics.median(kit["floor_seconds"])
-        rounds.append({"kit_seconds": kit_s, "torch_seconds": peer_s, "floor_seconds": floor_s,
-                       "kit_over_torch": kit_s / peer_s, "kit_over_floor": kit_s / floor_s})
-        print(f"round {r + 1}: kit {kit_s:.2f} s/epoch ({kit_s / floor_s:.2f}x its GEMM floor of {floor_s:.2f} s), "
-              f"PyTorch {peer['torch']} {peer_s:.2f} s ({peer['threads']} threads): kit/PyTorch "
-              f"{kit_s / peer_s:.2f}x", flush=True)
+        rounds.append(
+            {
+                "kit_seconds": kit_s,
+                "torch_seconds": peer_s,
+                "floor_seconds": floor_s,
+                "kit_over_torch": kit_s / peer_s,
+                "kit_over_floor": kit_s / floor_s,
+            }
+        )
+        print(
+            f"round {r + 1}: kit {kit_s:.2f} s/epoch ({kit_s / floor_s:.2f}x its GEMM floor of "
+            f"{floor_s:.2f} s), "
+            f"PyTorch {peer['torch']} {peer_s:.2f} s ({peer['threads']} threads): kit/PyTorch "
+            f"{kit_s / peer_s:.2f}x",
+            flush=True,
+        )
     ratio = statistics.median(row["kit_over_torch"] for row in rounds)
-    print(f"median kit/PyTorch {ratio:.2f}x over {len(rounds)} rounds of {args.rows} rows, batch {config.batch_size}")
+    print(
+        f"median kit/PyTorch {ratio:.2f}x over {len(rounds)} rounds of {args.rows} rows, batch "
+        f"{config.batch_size}"
+    )
     if args.record:
-        record = {"measured": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                  "machine": machine_summary(), "rows": args.rows, "batch": config.batch_size,
-                  "network": "best preset's CNN, no augmentation", "torch": peer["torch"],
-                  "torch_threads": peer["threads"], "rounds": rounds, "median_kit_over_torch": ratio,
-                  "median_kit_over_floor": statistics.median(row["kit_over_floor"] for row in rounds)}
+        record = {
+            "measured": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": machine_summary(),
+            "rows": args.rows,
+            "batch": config.batch_size,
+            "network": "best preset's CNN, no augmentation",
+            "torch": peer["torch"],
+            "torch_threads": peer["threads"],
+            "rounds": rounds,
+            "median_kit_over_torch": ratio,
+            "median_kit_over_floor": statistics.median(row["kit_over_floor"] for row in rounds),
+        }
         RECORD.write_text(json.dumps(record, indent=2) + "\n")
         print(f"wrote {RECORD.relative_to(ROOT)}")
 

@@ -7,7 +7,6 @@ sample_submission.csv, in Kaggle's exact layout, deflate-compressed. Seeded: the
 gives the same sample.
 """
 
-import io
 import sys
 import zipfile
 
@@ -28,7 +27,10 @@ def main(source: str, target: str = "data/sample/digit-recognizer-sample.zip") -
     with zipfile.ZipFile(target, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as archive:
         for name, frame in (("train.csv", subset), ("test.csv", test), ("sample_submission.csv", sample)):
             archive.writestr(name, frame.to_csv(index=False, lineterminator="\n"))
-    print(f"wrote {target}: train {len(subset)} rows {np.bincount(subset['label']).tolist()}, test {len(test)} rows")
+    print(
+        f"wrote {target}: train {len(subset)} rows {np.bincount(subset['label']).tolist()}, test "
+        f"{len(test)} rows"
+    )
 
 
 if __name__ == "__main__":

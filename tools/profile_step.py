@@ -27,14 +27,15 @@ import time
 
 import numpy as np
 
-from kit.core.blas import limit_blas
 from kit.config import make_config
+from kit.core.blas import limit_blas
 from kit.data.load import load_split
 from kit.run.train import Trainer
 
 
-def profile_epoch(trainer: Trainer, x: np.ndarray, y: np.ndarray, rng: np.random.Generator,
-                  clock=time.perf_counter) -> dict[str, float]:
+def profile_epoch(
+    trainer: Trainer, x: np.ndarray, y: np.ndarray, rng: np.random.Generator, clock=time.perf_counter
+) -> dict[str, float]:
     """Seconds per part over one epoch of the trainer's step, without augmentation."""
     network, optimizer, batch = trainer.network, trainer.optimizer, trainer.config.batch_size
     parts: dict[str, float] = {}
@@ -43,7 +44,7 @@ def profile_epoch(trainer: Trainer, x: np.ndarray, y: np.ndarray, rng: np.random
     buffer = np.empty((batch, x.shape[1]), dtype=np.float32)
     for start in range(0, len(x) - batch + 1, batch):
         t0 = clock()
-        h = np.take(x, order[start:start + batch], axis=0, out=buffer, mode="clip")
+        h = np.take(x, order[start : start + batch], axis=0, out=buffer, mode="clip")
         parts["gather batch"] = parts.get("gather batch", 0.0) + clock() - t0
         for i, layer in enumerate(network.layers):
             t0 = clock()
@@ -51,7 +52,7 @@ def profile_epoch(trainer: Trainer, x: np.ndarray, y: np.ndarray, rng: np.random
             key = f"forward {i} {type(layer).__name__}"
             parts[key] = parts.get(key, 0.0) + clock() - t0
         t0 = clock()
-        network.loss(h, y_order[start:start + batch])
+        network.loss(h, y_order[start : start + batch])
         grad = network.loss_fn.backward()
         parts["loss forward+backward"] = parts.get("loss forward+backward", 0.0) + clock() - t0
         for i in reversed(range(len(network.layers))):
@@ -75,16 +76,24 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--rows", type=int, default=0, help="use only this many training rows (0: all)")
     parser.add_argument("--threads", type=int, default=0, help="BLAS threads (0: as the process is set)")
-    parser.add_argument("--batch", type=int, default=0,
-                        help="batch size instead of the preset's (a CNN replica's part: --batch 64 --threads 1)")
-    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
-                        help="cpu: this process's CPU time, which other processes' load barely changes "
-                             "(meaningful with --threads 1 only: BLAS threads that spin count too)")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=0,
+        help="batch size instead of the preset's (a CNN replica's part: --batch 64 --threads 1)",
+    )
+    parser.add_argument(
+        "--clock",
+        choices=("wall", "cpu"),
+        default="wall",
+        help="cpu: this process's CPU time, which other processes' load barely changes "
+        "(meaningful with --threads 1 only: BLAS threads that spin count too)",
+    )
     args = parser.parse_args()
     config = make_config(args.preset, augment=False, batch_size=args.batch or None)
     x, y, _, _ = load_split(args.train, config.val_fraction, np.random.default_rng(0))
     if args.rows:
-        x, y = x[:args.rows], y[:args.rows]
+        x, y = x[: args.rows], y[: args.rows]
     with limit_blas(args.threads):
         trainer = Trainer(config, x.shape[1], config.epochs, np.random.default_rng(0))
         rng = np.random.default_rng(1)
@@ -98,8 +107,10 @@ def main() -> None:
                 trainer.train_epoch(2, x, y)
                 whole.append(clock() - started)
     steps = len(x) // config.batch_size
-    print(f"{args.preset}: {len(x)} rows, batch {config.batch_size}, {steps} steps; "
-          f"min of {args.epochs} epochs, {args.clock} clock: ms per epoch, ms per step")
+    print(
+        f"{args.preset}: {len(x)} rows, batch {config.batch_size}, {steps} steps; "
+        f"min of {args.epochs} epochs, {args.clock} clock: ms per epoch, ms per step"
+    )
     for key in runs[0]:
         best = min(r[key] for r in runs) * 1e3
         print(f"  {key:<28} {best:8.1f} {best / steps:8.3f}")

@@ -16,19 +16,25 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from kit.core.blas import usable_cores
 from kit.config import make_config
+from kit.core.blas import usable_cores
 from kit.data.load import load_split
 from kit.run.train import Trainer
 
 
-def plain_epoch(x: np.ndarray, y: np.ndarray, params: list[np.ndarray], rng: np.random.Generator,
-                batch: int = 64, lr: float = 0.01) -> None:
+def plain_epoch(
+    x: np.ndarray,
+    y: np.ndarray,
+    params: list[np.ndarray],
+    rng: np.random.Generator,
+    batch: int = 64,
+    lr: float = 0.01,
+) -> None:
     """One epoch of the notebook's network written plainly: ReLU MLP, softmax cross-entropy, SGD."""
     w1, b1, w2, b2, w3, b3 = params
     order = rng.permutation(len(x))
     for start in range(0, len(x), batch):
-        idx = order[start:start + batch]
+        idx = order[start : start + batch]
         xb, yb = x[idx], y[idx]
         h1 = np.maximum(xb @ w1 + b1, 0)
         h2 = np.maximum(h1 @ w2 + b2, 0)
@@ -52,7 +58,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--train", default="data/train.csv")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--preset", default="reference", help="the kit's network (the plain loop is always the reference)")
+    parser.add_argument(
+        "--preset", default="reference", help="the kit's network (the plain loop is always the reference)"
+    )
     args = parser.parse_args()
     config = make_config(args.preset)
     x, y, _, _ = load_split(args.train, config.val_fraction, np.random.default_rng(0))
@@ -60,8 +68,10 @@ def main() -> None:
     sizes = [784, 128, 64, 10]
     params = []
     for n_in, n_out in zip(sizes, sizes[1:]):
-        params += [(rng.standard_normal((n_in, n_out)) * np.sqrt(2 / n_in)).astype(np.float32),
-                   np.zeros(n_out, dtype=np.float32)]
+        params += [
+            (rng.standard_normal((n_in, n_out)) * np.sqrt(2 / n_in)).astype(np.float32),
+            np.zeros(n_out, dtype=np.float32),
+        ]
     cores = usable_cores()
     kit_trainers = {t: Trainer(config, x.shape[1], 1000, np.random.default_rng(2)) for t in (1, cores)}
     times: dict[str, list[float]] = {}
@@ -79,11 +89,16 @@ def main() -> None:
                     times.setdefault(f"kit {args.preset}, {threads} thread(s)", []).append(kit_seconds)
                     times.setdefault(f"plain loop (reference), {threads} thread(s)", []).append(plain_seconds)
     base = statistics.median(times[f"kit {args.preset}, {cores} thread(s)"])
-    print(f"{len(x)} rows per epoch, {args.rounds} interleaved rounds, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    print(
+        f"{len(x)} rows per epoch, {args.rounds} interleaved rounds, "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+    )
     for name, values in times.items():
         median = statistics.median(values)
-        print(f"  {name:<34} {median:.3f} s/epoch ({min(values):.3f}-{max(values):.3f})  "
-              f"{median / base:.2f}x the kit with {cores} threads")
+        print(
+            f"  {name:<34} {median:.3f} s/epoch ({min(values):.3f}-{max(values):.3f})  "
+            f"{median / base:.2f}x the kit with {cores} threads"
+        )
 
 
 if __name__ == "__main__":

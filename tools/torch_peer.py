@@ -66,7 +66,7 @@ def main() -> None:
         started = time.perf_counter()
         order = torch.randperm(len(x))
         for start in range(0, len(x), 128):
-            index = order[start:start + 128]
+            index = order[start : start + 128]
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(model(x[index]), y[index])
             loss.backward()

@@ -25,14 +25,14 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
-from kit.core.machine import describe_machine, load_average, machine_info, write
 from kit.config import make_config
 from kit.core.console import log
+from kit.core.machine import describe_machine, load_average, machine_info, write
 from kit.run.model import Model, build_network
 
 SERVE_MD, SERVE_JSON = "serve.md", "serve.json"
@@ -62,7 +62,9 @@ def untrained_model(preset: str) -> Model:
     return Model(config, members, {"run_id": f"untrained-{preset}", "preset": preset, "val_accuracy": None})
 
 
-def prediction_times(models: dict[str, Model], image: bytes, seconds: float = 6.0, max_rounds: int = 500) -> dict:
+def prediction_times(
+    models: dict[str, Model], image: bytes, seconds: float = 6.0, max_rounds: int = 500
+) -> dict:
     """Milliseconds per server-side prediction (decode + preprocess + forward) of each model, and
     its parts. The models take turns call by call, so both see the same machine load."""
     from kit.data.load import to_float
@@ -85,21 +87,38 @@ def prediction_times(models: dict[str, Model], image: bytes, seconds: float = 6.
             t3 = time.perf_counter()
             served[name].from_image(image, t3)  # exactly what POST /api/predict runs
             t4 = time.perf_counter()
-            for part, seconds_taken in (("decode", t1 - t0), ("preprocess", t2 - t1), ("forward", t3 - t2),
-                                        ("total", t4 - t3)):
+            for part, seconds_taken in (
+                ("decode", t1 - t0),
+                ("preprocess", t2 - t1),
+                ("forward", t3 - t2),
+                ("total", t4 - t3),
+            ):
                 times[name][part].append(seconds_taken * 1000)
     med = statistics.median
-    return {name: {"n": len(t["total"]), "median_ms": med(t["total"]), "min_ms": min(t["total"]),
-                   "max_ms": max(t["total"]), "decode_ms": med(t["decode"]),
-                   "preprocess_ms": med(t["preprocess"]), "forward_ms": med(t["forward"])}
-            for name, t in times.items()}
+    return {
+        name: {
+            "n": len(t["total"]),
+            "median_ms": med(t["total"]),
+            "min_ms": min(t["total"]),
+            "max_ms": max(t["total"]),
+            "decode_ms": med(t["decode"]),
+            "preprocess_ms": med(t["preprocess"]),
+            "forward_ms": med(t["forward"]),
+        }
+        for name, t in times.items()
+    }
 
 
 def start_server(model_file: Path) -> tuple[subprocess.Popen, str]:
     """`kit serve` on a free loopback port in its own process; returns it and its URL."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "kit", "serve", "--model", str(model_file), "--port", "0"],
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "kit", "serve", "--model", str(model_file), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     deadline = time.monotonic() + 60
     seen = ""
     while time.monotonic() < deadline:
@@ -155,11 +174,18 @@ def load_test(url: str, image: bytes, clients: int = CLIENTS, per_client: int = 
         thread.join()
     wall = time.perf_counter() - started
     ordered = sorted(latencies)
-    return {"clients": clients, "requests_per_client": per_client, "requests": len(latencies),
-            "errors": len(errors), "error_kinds": sorted(set(errors)), "seconds": wall,
-            "requests_per_second": len(latencies) / wall,
-            "p50_ms": ordered[len(ordered) // 2], "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
-            "max_ms": ordered[-1]}
+    return {
+        "clients": clients,
+        "requests_per_client": per_client,
+        "requests": len(latencies),
+        "errors": len(errors),
+        "error_kinds": sorted(set(errors)),
+        "seconds": wall,
+        "requests_per_second": len(latencies) / wall,
+        "p50_ms": ordered[len(ordered) // 2],
+        "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
+        "max_ms": ordered[-1],
+    }
 
 
 def serve_bench(clients: int = CLIENTS, per_client: int = REQUESTS_PER_CLIENT, seconds: float = 6.0) -> dict:
@@ -167,12 +193,18 @@ def serve_bench(clients: int = CLIENTS, per_client: int = REQUESTS_PER_CLIENT, s
     from kit.core.blas import limit_blas
 
     image = drawn_digit_png()
-    result = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "machine": machine_info(),
-              "load_before": load_average(), "image": f"{CANVAS}x{CANVAS} PNG, {len(image)} bytes", "predict": {}}
+    result = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": machine_info(),
+        "load_before": load_average(),
+        "image": f"{CANVAS}x{CANVAS} PNG, {len(image)} bytes",
+        "predict": {},
+    }
     with limit_blas(1):  # as `kit serve` runs
         log("serve bench: server-side prediction time, default and best presets, call by call in turn")
-        result["predict"] = prediction_times({preset: untrained_model(preset) for preset in ("default", "best")},
-                                             image, seconds=seconds)
+        result["predict"] = prediction_times(
+            {preset: untrained_model(preset) for preset in ("default", "best")}, image, seconds=seconds
+        )
     with tempfile.TemporaryDirectory(prefix="kit-serve-bench-") as folder:
         model_file = Path(folder) / "model.npz"
         untrained_model("default").save(model_file)
@@ -195,36 +227,54 @@ def _describe(config) -> str:
     if config.arch == "mlp":
         return "MLP " + "-".join(map(str, (784, *config.hidden, 10)))
     members = f"{config.ensemble} CNNs (ensemble)" if config.ensemble > 1 else "a CNN"
-    return f"{members}, conv {', '.join(map(str, config.conv_channels))}, dense {', '.join(map(str, config.hidden))}"
-
+    convs, dense = ", ".join(map(str, config.conv_channels)), ", ".join(map(str, config.hidden))
+    return f"{members}, conv {convs}, dense {dense}"
 
 
 def serve_markdown(result: dict) -> str:
-    lines = ["# `make serve` speed", "", f"Measured {result['date']} by `make bench PART=serve`; input: "
-             f"{result['image']} (a drawn 7, as the page sends it). Untrained networks of each preset's shape (the time does "
-             "not depend on the weights); the two take turns call by call.", "", *describe_machine(result["machine"]),
-             f"- load average before / after: {result['load_before']} / {result['load_after']}",
-             "- predictions with 1 BLAS thread, as `kit serve` runs them (one image per call)", "",
-             "| server-side prediction (decode + preprocess + forward) | median | min–max | parts: decode / "
-             "preprocess / forward | target |", "|---|---|---|---|---|"]
+    lines = [
+        "# `make serve` speed",
+        "",
+        f"Measured {result['date']} by `make bench PART=serve`; input: "
+        f"{result['image']} (a drawn 7, as the page sends it). Untrained networks of each preset's "
+        "shape (the time does "
+        "not depend on the weights); the two take turns call by call.",
+        "",
+        *describe_machine(result["machine"]),
+        f"- load average before / after: {result['load_before']} / {result['load_after']}",
+        "- predictions with 1 BLAS thread, as `kit serve` runs them (one image per call)",
+        "",
+        "| server-side prediction (decode + preprocess + forward) | median | min–max | parts: decode / "
+        "preprocess / forward | target |",
+        "|---|---|---|---|---|",
+    ]
     for preset, times in result["predict"].items():
         what = f"{preset} preset: {_describe(make_config(preset))}"
-        lines.append(f"| {what}, n={times['n']} | {times['median_ms']:.2f} ms | {times['min_ms']:.2f}–"
-                     f"{times['max_ms']:.2f} ms | {times['decode_ms']:.2f} / {times['preprocess_ms']:.2f} / "
-                     f"{times['forward_ms']:.2f} ms | < {TARGETS_MS[preset]:.0f} ms |")
+        lines.append(
+            f"| {what}, n={times['n']} | {times['median_ms']:.2f} ms | {times['min_ms']:.2f}–"
+            f"{times['max_ms']:.2f} ms | {times['decode_ms']:.2f} / {times['preprocess_ms']:.2f} / "
+            f"{times['forward_ms']:.2f} ms | < {TARGETS_MS[preset]:.0f} ms |"
+        )
     load = result["load"]
-    lines += ["", f"Load: `kit serve` (default MLP) in its own process, {load['clients']} concurrent clients × "
-              f"{load['requests_per_client']} requests on loopback (clients on the same machine):", "",
-              "| requests | errors | wall time | requests/s | p50 | p99 | max |", "|---|---|---|---|---|---|---|",
-              f"| {load['requests']} | {load['errors']} | {load['seconds']:.1f} s | {load['requests_per_second']:.0f} | "
-              f"{load['p50_ms']:.1f} ms | {load['p99_ms']:.1f} ms | {load['max_ms']:.1f} ms |"]
+    lines += [
+        "",
+        f"Load: `kit serve` (default MLP) in its own process, {load['clients']} concurrent clients × "
+        f"{load['requests_per_client']} requests on loopback (clients on the same machine):",
+        "",
+        "| requests | errors | wall time | requests/s | p50 | p99 | max |",
+        "|---|---|---|---|---|---|---|",
+        f"| {load['requests']} | {load['errors']} | {load['seconds']:.1f} s | "
+        f"{load['requests_per_second']:.0f} | "
+        f"{load['p50_ms']:.1f} ms | {load['p99_ms']:.1f} ms | {load['max_ms']:.1f} ms |",
+    ]
     if load["error_kinds"]:
         lines.append(f"\nErrors seen: {', '.join(load['error_kinds'])}")
     return "\n".join(lines) + "\n"
 
 
-def run_serve_bench(out: Path, clients: int = CLIENTS, per_client: int = REQUESTS_PER_CLIENT,
-                    seconds: float = 6.0) -> dict:
+def run_serve_bench(
+    out: Path, clients: int = CLIENTS, per_client: int = REQUESTS_PER_CLIENT, seconds: float = 6.0
+) -> dict:
     result = serve_bench(clients, per_client, seconds)
     text = serve_markdown(result)
     write(out, SERVE_JSON, json.dumps(result, indent=2) + "\n")

@@ -30,10 +30,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -165,8 +165,11 @@ def cnn_products(config: Config, batch: int, rng: np.random.Generator) -> tuple[
         x = rng.random((batch, a), dtype=f32)
         w = rng.random((a, b), dtype=f32)
         g = rng.random((batch, b), dtype=f32)
-        calls += [(x, w, np.empty((batch, b), f32)), (x.T, g, np.empty((a, b), f32)),
-                  (g, w.T, np.empty((batch, a), f32))]
+        calls += [
+            (x, w, np.empty((batch, b), f32)),
+            (x.T, g, np.empty((a, b), f32)),
+            (g, w.T, np.empty((batch, a), f32)),
+        ]
         flops += 6.0 * a * b * batch
     matmul = np.matmul
 
@@ -180,8 +183,9 @@ def cnn_products(config: Config, batch: int, rng: np.random.Generator) -> tuple[
 # --------------------------------------------------------------------------- epochs
 
 
-def time_epochs(config: Config, x: np.ndarray, y: np.ndarray, epochs: int, seed: int = 0,
-                threads: int | None = None) -> dict:
+def time_epochs(
+    config: Config, x: np.ndarray, y: np.ndarray, epochs: int, seed: int = 0, threads: int | None = None
+) -> dict:
     """Seconds per epoch of a config's training step on (x float32, y), median of `epochs` timed
     epochs after one warm-up, each preceded by one epoch's worth of the network's matrix
     products alone (the floor, measured under the same load). Validation is not included.
@@ -214,12 +218,20 @@ def _time_epochs(config: Config, x: np.ndarray, y: np.ndarray, epochs: int, seed
             started = time.perf_counter()
             trainer.train_epoch(epoch, x, y)
             epoch_times.append(time.perf_counter() - started)
-    result = {"epoch_seconds": epoch_times, "n_rows": len(x), "batch": config.batch_size, "n_batches": n_batches}
+    result = {
+        "epoch_seconds": epoch_times,
+        "n_rows": len(x),
+        "batch": config.batch_size,
+        "n_batches": n_batches,
+    }
     if step:
         flops = (cnn_flops if config.arch == "cnn" else step_flops(sizes, config.batch_size)) * n_batches
-        result.update(floor_seconds=floor_times, flops_per_epoch=flops,
-                      floor_gflops=flops / statistics.median(floor_times) / 1e9,
-                      ratio=statistics.median(epoch_times) / statistics.median(floor_times))
+        result.update(
+            floor_seconds=floor_times,
+            flops_per_epoch=flops,
+            floor_gflops=flops / statistics.median(floor_times) / 1e9,
+            ratio=statistics.median(epoch_times) / statistics.median(floor_times),
+        )
     return result
 
 
@@ -239,8 +251,11 @@ def load_times(train_path: Path, parse_repeats: int, repeats: int) -> dict:
         started = time.perf_counter()
         load_train(train_path)
         cached.append(time.perf_counter() - started)
-    return {"parse_seconds": parse, "cached_seconds": cached,
-            "speedup": statistics.median(parse) / statistics.median(cached)}
+    return {
+        "parse_seconds": parse,
+        "cached_seconds": cached,
+        "speedup": statistics.median(parse) / statistics.median(cached),
+    }
 
 
 def predict_times(preset: str, x: np.ndarray, repeats: int, seed: int = 0) -> dict:
@@ -251,7 +266,12 @@ def predict_times(preset: str, x: np.ndarray, repeats: int, seed: int = 0) -> di
     config = make_config(preset)
     model = Model(config, [build_network(config, np.random.default_rng(seed))])
     times = repeat_timing(lambda: model.predict(x), repeats, min_seconds=0.0)
-    return {"preset": preset, "rows": len(x), "seconds": times, "rows_per_second": len(x) / statistics.median(times)}
+    return {
+        "preset": preset,
+        "rows": len(x),
+        "seconds": times,
+        "rows_per_second": len(x) / statistics.median(times),
+    }
 
 
 FIRST_BATCH_PROBE = """
@@ -276,8 +296,20 @@ def training_footprint(train_path: Path, preset: str, epochs: int) -> dict:
     `kit train` itself with one probe that prints the time when the first epoch starts."""
     with tempfile.TemporaryDirectory(prefix="kit-bench-") as tmp:
         log_path = Path(tmp) / "train.log"
-        command = [sys.executable, "-c", FIRST_BATCH_PROBE, "train", "--train", str(train_path), "--preset", preset,
-                   "--epochs", str(epochs), "--model-dir", str(Path(tmp) / "models")]
+        command = [
+            sys.executable,
+            "-c",
+            FIRST_BATCH_PROBE,
+            "train",
+            "--train",
+            str(train_path),
+            "--preset",
+            preset,
+            "--epochs",
+            str(epochs),
+            "--model-dir",
+            str(Path(tmp) / "models"),
+        ]
         env = dict(os.environ, KIT_BENCH_T0=repr(time.time()))
         started = time.perf_counter()
         with open(log_path, "w") as log:
@@ -292,13 +324,22 @@ def training_footprint(train_path: Path, preset: str, epochs: int) -> dict:
                 peak = float("nan")
         wall = time.perf_counter() - started
         output = log_path.read_text(errors="replace")
-    first = next((float(line.split()[1]) for line in output.splitlines()
-                  if line.startswith("KIT_BENCH_FIRST_BATCH")), float("nan"))
+    first = next(
+        (float(line.split()[1]) for line in output.splitlines() if line.startswith("KIT_BENCH_FIRST_BATCH")),
+        float("nan"),
+    )
     if process.returncode != 0:
         tail = "\n".join(output.splitlines()[-5:])
-        raise RuntimeError(f"`kit train` for the memory measurement failed (exit {process.returncode}):\n{tail}")
-    return {"preset": preset, "epochs": epochs, "peak_rss_mb": peak, "first_batch_seconds": first,
-            "wall_seconds": wall}
+        raise RuntimeError(
+            f"`kit train` for the memory measurement failed (exit {process.returncode}):\n{tail}"
+        )
+    return {
+        "preset": preset,
+        "epochs": epochs,
+        "peak_rss_mb": peak,
+        "first_batch_seconds": first,
+        "wall_seconds": wall,
+    }
 
 
 # --------------------------------------------------------------------------- the speed part
@@ -312,8 +353,12 @@ def speed_bench(train_path: str | os.PathLike, sizes: SpeedSizes | None = None, 
     train_path = Path(train_path)
     cap_blas_threads()
     rng = np.random.default_rng(0)
-    result: dict = {"date": datetime.now().isoformat(timespec="seconds"), "machine": machine_info(),
-                    "load_average_before": load_average(), "sizes": asdict(sizes)}
+    result: dict = {
+        "date": datetime.now().isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "load_average_before": load_average(),
+        "sizes": asdict(sizes),
+    }
 
     if sizes.rss:
         # first, while this process is small: Linux starts a child's peak RSS (ru_maxrss) at its
@@ -323,8 +368,14 @@ def speed_bench(train_path: str | os.PathLike, sizes: SpeedSizes | None = None, 
 
     say("speed: float32 matrix products ...")
     side = sizes.gemm_side
-    result["gemm_large"] = {"shape": [side, side, side], "gflops": gemm_gflops(side, side, side, sizes.repeats, rng)}
-    result["gemm_batch"] = {"shape": [64, N_PIXELS, 128], "gflops": gemm_gflops(64, N_PIXELS, 128, sizes.repeats, rng)}
+    result["gemm_large"] = {
+        "shape": [side, side, side],
+        "gflops": gemm_gflops(side, side, side, sizes.repeats, rng),
+    }
+    result["gemm_batch"] = {
+        "shape": [64, N_PIXELS, 128],
+        "gflops": gemm_gflops(64, N_PIXELS, 128, sizes.repeats, rng),
+    }
 
     say("speed: loading train.csv (CSV parse vs cache) ...")
     result["load"] = load_times(train_path, sizes.parse_repeats, sizes.repeats)
@@ -335,17 +386,21 @@ def speed_bench(train_path: str | os.PathLike, sizes: SpeedSizes | None = None, 
     x, y = x_all[train_idx], y_all[train_idx]
     del x_all
 
-    runs = [("reference, batch 64", make_config("reference", batch_size=64), None),
-            ("reference, batch 256", make_config("reference", batch_size=256), None),
-            ("default preset", make_config("default"), None),
-            # the same step on one core: the ratio without the second core's share of the products,
-            # which a busy machine takes away first
-            ("reference, batch 64, 1 BLAS thread", make_config("reference", batch_size=64), 1)]
+    runs = [
+        ("reference, batch 64", make_config("reference", batch_size=64), None),
+        ("reference, batch 256", make_config("reference", batch_size=256), None),
+        ("default preset", make_config("default"), None),
+        # the same step on one core: the ratio without the second core's share of the products,
+        # which a busy machine takes away first
+        ("reference, batch 64, 1 BLAS thread", make_config("reference", batch_size=64), 1),
+    ]
     # the best preset's network (issue 12), without augmentation so the floor counts all its work
     runs.append((CNN_LABEL, make_config("best", augment=False), None))
     result["epochs"] = []
     for label, config, threads in runs:
-        rows, n_epochs = (sizes.cnn_rows or len(x), sizes.cnn_epochs) if label == CNN_LABEL else (len(x), sizes.epochs)
+        rows, n_epochs = (
+            (sizes.cnn_rows or len(x), sizes.cnn_epochs) if label == CNN_LABEL else (len(x), sizes.epochs)
+        )
         say(f"speed: {label}: {n_epochs} timed epochs on {rows} rows ...")
         timing = time_epochs(config, x[:rows], y[:rows], n_epochs, threads=threads)
         timing.update(label=label, preset=config.preset, network=_network_text(config))
@@ -358,8 +413,10 @@ def speed_bench(train_path: str | os.PathLike, sizes: SpeedSizes | None = None, 
     else:
         x_test, source = to_float(dataset.x), f"{train_path} (no test.csv next to it)"
     say(f"speed: predicting {len(x_test)} rows ...")
-    result["predict"] = {"source": source, "runs": [predict_times(p, x_test, sizes.repeats)
-                                                    for p in ("reference", "default")]}
+    result["predict"] = {
+        "source": source,
+        "runs": [predict_times(p, x_test, sizes.repeats) for p in ("reference", "default")],
+    }
     del x_test, dataset
 
     result["load_average_after"] = load_average()
@@ -371,8 +428,10 @@ def _network_text(config: Config) -> str:
         extras = ["batch norm"] if config.batch_norm else []
         if config.dropout:
             extras.append(f"dropout {config.dropout}")
-        return (f"conv {','.join(map(str, config.conv_channels))} → dense {','.join(map(str, config.hidden))} "
-                f"({', '.join([config.optimizer, *extras])}, batch {config.batch_size})")
+        return (
+            f"conv {','.join(map(str, config.conv_channels))} → dense {','.join(map(str, config.hidden))} "
+            f"({', '.join([config.optimizer, *extras])}, batch {config.batch_size})"
+        )
     extras = [config.optimizer]
     if config.dropout:
         extras.append("dropout")
@@ -385,13 +444,31 @@ def speed_markdown(result: dict) -> str:
     """The speed table (with the machine described) as markdown."""
     rows: list[tuple[str, str, str]] = []
     large, batch = result["gemm_large"], result["gemm_batch"]
-    rows.append((f"float32 GEMM {'×'.join(map(str, large['shape']))}", spread(large["gflops"], "{:.0f}") + " GFLOP/s", ""))
-    rows.append(("float32 GEMM 64×784 @ 784×128 (one batch, first layer)", spread(batch["gflops"], "{:.0f}") + " GFLOP/s", ""))
+    rows.append(
+        (
+            f"float32 GEMM {'×'.join(map(str, large['shape']))}",
+            spread(large["gflops"], "{:.0f}") + " GFLOP/s",
+            "",
+        )
+    )
+    rows.append(
+        (
+            "float32 GEMM 64×784 @ 784×128 (one batch, first layer)",
+            spread(batch["gflops"], "{:.0f}") + " GFLOP/s",
+            "",
+        )
+    )
     for run in result["epochs"]:
         what = f"{run['label']}: {run['network']}, {run['n_rows']} rows, {run['n_batches']} batches"
         if "floor_seconds" in run:
-            rows.append((f"{run['label']}: the step's own products ({run['flops_per_epoch'] / 1e9:.1f} GFLOP/epoch)",
-                         f"{run['floor_gflops']:.0f} GFLOP/s → floor {spread(run['floor_seconds'])} s/epoch", ""))
+            rows.append(
+                (
+                    f"{run['label']}: the step's own products ({run['flops_per_epoch'] / 1e9:.1f} "
+                    "GFLOP/epoch)",
+                    f"{run['floor_gflops']:.0f} GFLOP/s → floor {spread(run['floor_seconds'])} s/epoch",
+                    "",
+                )
+            )
         target = f"≤ {FLOOR_TARGET}× floor" if run["label"] == "reference, batch 64" else ""
         value = spread(run["epoch_seconds"]) + " s/epoch"
         if "ratio" in run:
@@ -399,49 +476,90 @@ def speed_markdown(result: dict) -> str:
         rows.append((what, value, target))
         peer = result.get("peer")
         if peer and run["label"] == CNN_LABEL:
-            rows.append((f"the same network in PyTorch {peer['torch']} CPU ({peer['torch_threads']} threads), "
-                         f"`tools/cnn_race.py` on {peer['measured'][:10]}, {peer['machine']['cpu']}: "
-                         f"{peer['rows']} rows, {len(peer['rounds'])} interleaved rounds",
-                         f"kit/PyTorch **{peer['median_kit_over_torch']:.2f}×** (the kit then "
-                         f"{peer['median_kit_over_floor']:.2f}× its floor; now {run.get('ratio', float('nan')):.2f}×)",
-                         f"≤ {TORCH_TARGET:.1f}×"))
+            rows.append(
+                (
+                    f"the same network in PyTorch {peer['torch']} CPU ({peer['torch_threads']} threads), "
+                    f"`tools/cnn_race.py` on {peer['measured'][:10]}, {peer['machine']['cpu']}: "
+                    f"{peer['rows']} rows, {len(peer['rounds'])} interleaved rounds",
+                    f"kit/PyTorch **{peer['median_kit_over_torch']:.2f}×** (the kit then "
+                    f"{peer['median_kit_over_floor']:.2f}× its floor; now "
+                    f"{run.get('ratio', float('nan')):.2f}×)",
+                    f"≤ {TORCH_TARGET:.1f}×",
+                )
+            )
     load = result["load"]
-    rows.append(("train.csv: parse the CSV (pandas C parser + checks)", spread(load["parse_seconds"]) + " s", ""))
-    rows.append(("train.csv: load the binary cache", spread(load["cached_seconds"], "{:.4f}") + " s"
-                 f" = **{load['speedup']:.0f}× faster**", f"≥ {CACHE_TARGET:.0f}×"))
+    rows.append(
+        ("train.csv: parse the CSV (pandas C parser + checks)", spread(load["parse_seconds"]) + " s", "")
+    )
+    rows.append(
+        (
+            "train.csv: load the binary cache",
+            spread(load["cached_seconds"], "{:.4f}") + f" s = **{load['speedup']:.0f}× faster**",
+            f"≥ {CACHE_TARGET:.0f}×",
+        )
+    )
     for run in result["predict"]["runs"]:
-        rows.append((f"predict {run['rows']} rows ({run['preset']} network)",
-                     spread(run["seconds"]) + f" s = {run['rows_per_second']:,.0f} rows/s",
-                     f"< {PREDICT_TARGET} s" if run["preset"] == "reference" else ""))
+        rows.append(
+            (
+                f"predict {run['rows']} rows ({run['preset']} network)",
+                spread(run["seconds"]) + f" s = {run['rows_per_second']:,.0f} rows/s",
+                f"< {PREDICT_TARGET} s" if run["preset"] == "reference" else "",
+            )
+        )
     if "footprint" in result:
         fp = result["footprint"]
-        rows.append((f"`kit train --preset {fp['preset']} --epochs {fp['epochs']}`: peak RSS",
-                     f"**{fp['peak_rss_mb']:.0f} MB** (wall {fp['wall_seconds']:.1f} s)", f"< {RSS_TARGET_MB:.0f} MB"))
-        rows.append(("same run, cached data: start of the process → first batch",
-                     f"{fp['first_batch_seconds']:.2f} s", f"< {FIRST_BATCH_TARGET:.0f} s"))
+        rows.append(
+            (
+                f"`kit train --preset {fp['preset']} --epochs {fp['epochs']}`: peak RSS",
+                f"**{fp['peak_rss_mb']:.0f} MB** (wall {fp['wall_seconds']:.1f} s)",
+                f"< {RSS_TARGET_MB:.0f} MB",
+            )
+        )
+        rows.append(
+            (
+                "same run, cached data: start of the process → first batch",
+                f"{fp['first_batch_seconds']:.2f} s",
+                f"< {FIRST_BATCH_TARGET:.0f} s",
+            )
+        )
     lines = ["# Speed (`make bench`)", "", f"Measured {result['date']}.", ""]
     lines += describe_machine(result["machine"])
-    lines += [f"- Load average (1, 5, 15 min) before: {result['load_average_before']}, "
-              f"after: {result['load_average_after']}", ""]
+    lines += [
+        f"- Load average (1, 5, 15 min) before: {result['load_average_before']}, "
+        f"after: {result['load_average_after']}",
+        "",
+    ]
     lines += ["| measurement | result: median (min–max, n) | target |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
-    lines += ["", "The FLOP floor is the time the training step's own matrix products take alone, at the batch "
-              "size's shapes (forward, weight gradients, input gradients but the first layer's), measured "
-              "right before every timed epoch so both see the same load; ratios compare across machines, "
-              "seconds do not. Epochs exclude validation; the default preset's time includes dropout and "
-              "augmentation, which its floor does not count. The CNN's floor is the products of a direct "
-              "(im2col) convolution; the kit's Winograd convolutions do fewer, so it can beat that floor."]
+    lines += [
+        "",
+        "The FLOP floor is the time the training step's own matrix products take alone, at the batch "
+        "size's shapes (forward, weight gradients, input gradients but the first layer's), measured "
+        "right before every timed epoch so both see the same load; ratios compare across machines, "
+        "seconds do not. Epochs exclude validation; the default preset's time includes dropout and "
+        "augmentation, which its floor does not count. The CNN's floor is the products of a direct "
+        "(im2col) convolution; the kit's Winograd convolutions do fewer, so it can beat that floor.",
+    ]
     if result.get("load_average_before", "n/a") != "n/a":
-        lines += ["", "Timings are medians over repetitions; on a machine shared with other work the spread "
-                      "(min–max) shows how noisy they were."]
+        lines += [
+            "",
+            "Timings are medians over repetitions; on a machine shared with other work the spread "
+            "(min–max) shows how noisy they were.",
+        ]
     return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------- the accuracy part
 
 
-def accuracy_bench(train_path: str | os.PathLike, presets: list[str], seeds: int, n_jobs: int = 1,
-                   epochs: int | None = None, say=print) -> dict:
+def accuracy_bench(
+    train_path: str | os.PathLike,
+    presets: list[str],
+    seeds: int,
+    n_jobs: int = 1,
+    epochs: int | None = None,
+    say=print,
+) -> dict:
     """Train each preset (the default one over `seeds` seeds, the best one over BEST_SEEDS, the
     others with seed 0) as
     `make train` does, in a temporary model folder; collect best epoch, validation accuracy and
@@ -455,31 +573,54 @@ def accuracy_bench(train_path: str | os.PathLike, presets: list[str], seeds: int
         for seed in range(seeds_of.get(preset, 1)):
             configs.append(make_config(preset, seed=seed, epochs=epochs))
             labels.append(preset)
-    result = {"date": datetime.now().isoformat(timespec="seconds"), "machine": machine_info(),
-              "load_average_before": load_average(), "train": str(train_path), "n_jobs": n_jobs, "runs": []}
+    result = {
+        "date": datetime.now().isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "load_average_before": load_average(),
+        "train": str(train_path),
+        "n_jobs": n_jobs,
+        "runs": [],
+    }
     say(f"accuracy: {len(configs)} training runs ({', '.join(presets)}), {n_jobs} at a time ...")
     with tempfile.TemporaryDirectory(prefix="kit-bench-") as tmp:
         outcomes = run_many(configs, train_path, tmp, n_jobs=n_jobs, quiet=n_jobs > 1)
         for config, outcome in zip(configs, outcomes):
             metrics = json.loads((outcome.run_dir / "metrics.json").read_text())
-            result["runs"].append({"preset": config.preset, "seed": config.seed, "epochs": config.epochs,
-                                   "best_epoch": metrics["best_epoch"],
-                                   "val_accuracy": metrics.get("val_accuracy", float("nan")),
-                                   "val_loss": metrics.get("val_loss", float("nan")),
-                                   "member_val_accuracy": [m.get("val_accuracy") for m in metrics["members"]],
-                                   "blas_threads": metrics.get("blas_threads"),
-                                   "seconds": outcome.seconds})
+            result["runs"].append(
+                {
+                    "preset": config.preset,
+                    "seed": config.seed,
+                    "epochs": config.epochs,
+                    "best_epoch": metrics["best_epoch"],
+                    "val_accuracy": metrics.get("val_accuracy", float("nan")),
+                    "val_loss": metrics.get("val_loss", float("nan")),
+                    "member_val_accuracy": [m.get("val_accuracy") for m in metrics["members"]],
+                    "blas_threads": metrics.get("blas_threads"),
+                    "seconds": outcome.seconds,
+                }
+            )
     result["load_average_after"] = load_average()
     return result
 
 
 def accuracy_markdown(result: dict) -> str:
-    lines = ["# Accuracy (`make bench`)", "", f"Measured {result['date']} on {result['train']} "
-             "(10% stratified validation; a run's seed also draws its split).", ""]
+    lines = [
+        "# Accuracy (`make bench`)",
+        "",
+        f"Measured {result['date']} on {result['train']} "
+        "(10% stratified validation; a run's seed also draws its split).",
+        "",
+    ]
     lines += describe_machine(result["machine"])
-    lines += [f"- Load average before: {result['load_average_before']}, after: {result['load_average_after']}; "
-              f"{result['n_jobs']} run(s) at a time", ""]
-    lines += ["| preset | epochs | wall seconds | best epoch | validation accuracy | target |", "|---|---|---|---|---|---|"]
+    lines += [
+        f"- Load average before: {result['load_average_before']}, after: {result['load_average_after']}; "
+        f"{result['n_jobs']} run(s) at a time",
+        "",
+    ]
+    lines += [
+        "| preset | epochs | wall seconds | best epoch | validation accuracy | target |",
+        "|---|---|---|---|---|---|",
+    ]
     by_preset: dict[str, list[dict]] = {}
     for run in result["runs"]:
         by_preset.setdefault(run["preset"], []).append(run)
@@ -488,8 +629,10 @@ def accuracy_markdown(result: dict) -> str:
         secs = [r["seconds"] for r in runs]
         best = ", ".join(str(r["best_epoch"]) for r in runs)
         if len(runs) > 1:
-            accuracy = (f"{statistics.mean(acc):.4f} ± {statistics.stdev(acc):.4f} "
-                        f"(range {min(acc):.4f}–{max(acc):.4f}, {len(runs)} seeds)")
+            accuracy = (
+                f"{statistics.mean(acc):.4f} ± {statistics.stdev(acc):.4f} "
+                f"(range {min(acc):.4f}–{max(acc):.4f}, {len(runs)} seeds)"
+            )
             seconds = f"{statistics.mean(secs):.0f} (each, mean)"
         else:
             accuracy, seconds = f"{acc[0]:.4f} (seed {runs[0]['seed']})", f"{secs[0]:.0f}"
@@ -498,15 +641,23 @@ def accuracy_markdown(result: dict) -> str:
                 accuracy += f"; members alone: {', '.join(f'{a:.4f}' for a in members)}"
         target = ""
         if preset == "best":
-            met = (statistics.mean(acc) >= BEST_ACCURACY_TARGET and max(secs) <= BEST_SECONDS_TARGET
-                   and len(runs) >= BEST_SEEDS)
-            target = (f"mean ≥ {BEST_ACCURACY_TARGET} over {BEST_SEEDS} seeds, each ≤ {BEST_SECONDS_TARGET:.0f} s: "
-                      f"**{'met' if met else 'not met'}**")
+            met = (
+                statistics.mean(acc) >= BEST_ACCURACY_TARGET
+                and max(secs) <= BEST_SECONDS_TARGET
+                and len(runs) >= BEST_SEEDS
+            )
+            target = (
+                f"mean ≥ {BEST_ACCURACY_TARGET} over {BEST_SEEDS} seeds, each ≤ {BEST_SECONDS_TARGET:.0f} s: "
+                f"**{'met' if met else 'not met'}**"
+            )
             seconds = ", ".join(f"{x:.0f}" for x in secs)
         lines.append(f"| {preset} | {runs[0]['epochs']} | {seconds} | {best} | {accuracy} | {target} |")
-    lines += ["", "± is the standard deviation over seeds (seed changes the split, the initial weights, the "
-              "order of batches, dropout and augmentation). Wall seconds cover the whole run: loading, "
-              "training, validation after every epoch, saving."]
+    lines += [
+        "",
+        "± is the standard deviation over seeds (seed changes the split, the initial weights, the "
+        "order of batches, dropout and augmentation). Wall seconds cover the whole run: loading, "
+        "training, validation after every epoch, saving.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -524,7 +675,10 @@ def run_bench(args, sizes: SpeedSizes | None = None, accuracy_epochs: int | None
         return {"serve": run_serve_bench(Path(getattr(args, "out", "bench") or "bench"))}
     train_path = Path(args.train)
     if not train_path.is_file():
-        raise KitError(f"{train_path}: file not found; run `make data` first (the bench needs the competition's train.csv)")
+        raise KitError(
+            f"{train_path}: file not found; run `make data` first (the bench needs the competition's "
+            "train.csv)"
+        )
     out = Path(getattr(args, "out", "bench") or "bench")
     results = {}
     if args.part == "onnx":  # the measuring lives in kit/onnx_bench.py
@@ -546,8 +700,9 @@ def run_bench(args, sizes: SpeedSizes | None = None, accuracy_epochs: int | None
         presets = [p.strip() for p in str(args.presets).split(",") if p.strip()]
         for preset in presets:
             make_config(preset)  # an unknown name fails now, not after an hour of training
-        accuracy = accuracy_bench(train_path, presets, int(args.seeds), int(getattr(args, "jobs", 1) or 1),
-                                  epochs=accuracy_epochs)
+        accuracy = accuracy_bench(
+            train_path, presets, int(args.seeds), int(getattr(args, "jobs", 1) or 1), epochs=accuracy_epochs
+        )
         results["accuracy"] = accuracy
         text = accuracy_markdown(accuracy)
         write(out, ACCURACY_JSON, json.dumps(accuracy, indent=2) + "\n")

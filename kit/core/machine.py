@@ -8,13 +8,12 @@ import os
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from kit.core.atomic import atomic_open
-
 
 # --------------------------------------------------------------------------- the machine
 
@@ -38,16 +37,23 @@ def machine_info() -> dict:
     for pool in threadpool_info():
         if pool.get("user_api") != "blas":
             continue
-        owner = "numpy" if "numpy" in pool.get("filepath", "") else Path(pool.get("filepath", "?")).parent.name
-        blas.append({
-            "library": f"{pool.get('internal_api')} {pool.get('version')}",
-            "kernel": pool.get("architecture") or "?",
-            "threads": pool.get("num_threads"),
-            "threading": pool.get("threading_layer") or "?",
-            "used_by": owner,
-        })
-    settings = {name: os.environ[name] for name in sorted(os.environ)
-                if name in THREAD_VARIABLES or name.startswith("OPENBLAS_")}
+        owner = (
+            "numpy" if "numpy" in pool.get("filepath", "") else Path(pool.get("filepath", "?")).parent.name
+        )
+        blas.append(
+            {
+                "library": f"{pool.get('internal_api')} {pool.get('version')}",
+                "kernel": pool.get("architecture") or "?",
+                "threads": pool.get("num_threads"),
+                "threading": pool.get("threading_layer") or "?",
+                "used_by": owner,
+            }
+        )
+    settings = {
+        name: os.environ[name]
+        for name in sorted(os.environ)
+        if name in THREAD_VARIABLES or name.startswith("OPENBLAS_")
+    }
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
@@ -63,17 +69,28 @@ def machine_info() -> dict:
 def machine_summary() -> dict:
     """The machine in a few flat fields, recorded with every run (metrics.json, the report)."""
     info = machine_info()
-    blas = "; ".join(f"{pool['library']} ({pool['kernel']}, {pool['threads']} threads)" for pool in info["blas"])
-    return {"cpu": info["cpu"], "cores": info["usable_cores"], "python": info["python"], "numpy": info["numpy"],
-            "blas": blas or "none seen"}
+    blas = "; ".join(
+        f"{pool['library']} ({pool['kernel']}, {pool['threads']} threads)" for pool in info["blas"]
+    )
+    return {
+        "cpu": info["cpu"],
+        "cores": info["usable_cores"],
+        "python": info["python"],
+        "numpy": info["numpy"],
+        "blas": blas or "none seen",
+    }
 
 
 def describe_machine(info: dict) -> list[str]:
-    lines = [f"- CPU: {info['cpu']}, {info['cores']} cores ({info['usable_cores']} usable)",
-             f"- Python {info['python']}, NumPy {info['numpy']}, {info['platform']}"]
+    lines = [
+        f"- CPU: {info['cpu']}, {info['cores']} cores ({info['usable_cores']} usable)",
+        f"- Python {info['python']}, NumPy {info['numpy']}, {info['platform']}",
+    ]
     for pool in info["blas"]:
-        lines.append(f"- BLAS ({pool['used_by']}): {pool['library']}, kernel {pool['kernel']}, "
-                     f"{pool['threads']} threads ({pool['threading']})")
+        lines.append(
+            f"- BLAS ({pool['used_by']}): {pool['library']}, kernel {pool['kernel']}, "
+            f"{pool['threads']} threads ({pool['threading']})"
+        )
     settings = ", ".join(f"{k}={v}" for k, v in info["thread_settings"].items()) or "none"
     lines.append(f"- BLAS/thread environment variables: {settings}")
     return lines

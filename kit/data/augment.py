@@ -66,8 +66,15 @@ def _workspace(n: int) -> _Workspace:
     return ws
 
 
-def transform_batch(x: np.ndarray, shift_y, shift_x, angle, scale, warp: np.ndarray | None = None,
-                    out: np.ndarray | None = None) -> np.ndarray:
+def transform_batch(
+    x: np.ndarray,
+    shift_y,
+    shift_x,
+    angle,
+    scale,
+    warp: np.ndarray | None = None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
     """Apply one affine transform per image: zoom by `scale` and rotate by `angle` degrees
     (counter-clockwise on screen) about the centre, then shift by (shift_y, shift_x) pixels
     (positive: down, right). Bilinear sampling, zero outside the image. `warp` (n, 2, p, p),
@@ -87,9 +94,16 @@ def transform_batch(x: np.ndarray, shift_y, shift_x, angle, scale, warp: np.ndar
     if n > _MAX_BATCH:  # keeps the float32 flat indices exact (below 2**24)
         for start in range(0, n, _MAX_BATCH):
             part = slice(start, start + _MAX_BATCH)
-            pick = lambda v: v if np.ndim(v) == 0 else np.asarray(v)[part]  # noqa: E731
-            transform_batch(x[part], pick(shift_y), pick(shift_x), pick(angle), pick(scale),
-                            None if warp is None else warp[part], out=out[part])
+            pick = lambda v, part=part: v if np.ndim(v) == 0 else np.asarray(v)[part]  # noqa: E731
+            transform_batch(
+                x[part],
+                pick(shift_y),
+                pick(shift_x),
+                pick(angle),
+                pick(scale),
+                None if warp is None else warp[part],
+                out=out[part],
+            )
         return out
     ws = _workspace(n)
 
@@ -113,7 +127,10 @@ def transform_batch(x: np.ndarray, shift_y, shift_x, angle, scale, warp: np.ndar
     # source coordinates (n, 28, 28): a (n, 28, 1) column term plus a (n, 1, 28) row term
     for axis, (target, a, b, t) in enumerate(((ws.src_r, ry, rx, ty), (ws.src_c, cy, cx, tx))):
         down = a.astype(np.float32)[:, None, None] * g[None, :, None]
-        across = b.astype(np.float32)[:, None, None] * g[None, None, :] + (t + offset).astype(np.float32)[:, None, None]
+        across = (
+            b.astype(np.float32)[:, None, None] * g[None, None, :]
+            + (t + offset).astype(np.float32)[:, None, None]
+        )
         np.add(down, across, out=target)
         if fields is not None:
             target += fields[:, axis]
@@ -131,7 +148,7 @@ def transform_batch(x: np.ndarray, shift_y, shift_x, angle, scale, warp: np.ndar
     base, index = ws.base, ws.index
     np.copyto(base, r0.reshape(-1), casting="unsafe")  # exact: whole numbers below 2**24
 
-    ws.padded[:, _BORDER:_BORDER + SIDE, _BORDER:_BORDER + SIDE] = x.reshape(n, SIDE, SIDE)
+    ws.padded[:, _BORDER : _BORDER + SIDE, _BORDER : _BORDER + SIDE] = x.reshape(n, SIDE, SIDE)
     flat = ws.padded.reshape(-1)
     v00, v01, v10, v11 = ws.v
     flat.take(base, out=v00)
@@ -161,8 +178,14 @@ def transform_batch(x: np.ndarray, shift_y, shift_x, angle, scale, warp: np.ndar
     return out
 
 
-def draw_transforms(n: int, rng: np.random.Generator, max_shift: float, max_rotate: float,
-                    max_scale: float, max_warp: float = 0.0) -> tuple[np.ndarray, ...]:
+def draw_transforms(
+    n: int,
+    rng: np.random.Generator,
+    max_shift: float,
+    max_rotate: float,
+    max_scale: float,
+    max_warp: float = 0.0,
+) -> tuple[np.ndarray, ...]:
     """(shift_y, shift_x, angle, scale), each (n,): shifts uniform in +-max_shift pixels,
     rotation uniform in +-max_rotate degrees, zoom uniform in [1 - max_scale, 1 + max_scale];
     with max_warp > 0 also warp (n, 2, 5, 5): row and column displacements uniform in
@@ -175,15 +198,24 @@ def draw_transforms(n: int, rng: np.random.Generator, max_shift: float, max_rota
     return drawn
 
 
-def augment_batch(x: np.ndarray, rng: np.random.Generator, max_shift: float, max_rotate: float,
-                  max_scale: float, out: np.ndarray | None = None, max_warp: float = 0.0) -> np.ndarray:
+def augment_batch(
+    x: np.ndarray,
+    rng: np.random.Generator,
+    max_shift: float,
+    max_rotate: float,
+    max_scale: float,
+    out: np.ndarray | None = None,
+    max_warp: float = 0.0,
+) -> np.ndarray:
     """A random affine transform per image of x (n, 784) (draw_transforms), about the image
     centre, and with max_warp an elastic warp; bilinear, zero fill.
 
     All randomness comes from `rng`, so a seeded generator reproduces the batch bit for bit.
     Returns (n, 784), written into `out` when given (it may be x itself).
     """
-    return transform_batch(x, *draw_transforms(len(x), rng, max_shift, max_rotate, max_scale, max_warp), out=out)
+    return transform_batch(
+        x, *draw_transforms(len(x), rng, max_shift, max_rotate, max_scale, max_warp), out=out
+    )
 
 
 def shift_images(x: np.ndarray, dy: int, dx: int) -> np.ndarray:
@@ -193,8 +225,9 @@ def shift_images(x: np.ndarray, dy: int, dx: int) -> np.ndarray:
     out = np.zeros_like(img)
     dy, dx = int(dy), int(dx)
     if abs(dy) < SIDE and abs(dx) < SIDE:
-        out[:, max(dy, 0):SIDE + min(dy, 0), max(dx, 0):SIDE + min(dx, 0)] = \
-            img[:, max(-dy, 0):SIDE + min(-dy, 0), max(-dx, 0):SIDE + min(-dx, 0)]
+        out[:, max(dy, 0) : SIDE + min(dy, 0), max(dx, 0) : SIDE + min(dx, 0)] = img[
+            :, max(-dy, 0) : SIDE + min(-dy, 0), max(-dx, 0) : SIDE + min(-dx, 0)
+        ]
     return out.reshape(n, N_PIXELS)
 
 

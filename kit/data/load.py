@@ -85,7 +85,9 @@ def parse_csv(path: Path, has_label: bool) -> tuple[np.ndarray, np.ndarray | Non
     if not ok:
         # The fast parser only says *that* something is wrong; find exactly where.
         _diagnose_rows(path, expected)
-        raise KitError(f"{path}: could not be parsed as a CSV of integers; check that it is the competition's file")
+        raise KitError(
+            f"{path}: could not be parsed as a CSV of integers; check that it is the competition's file"
+        )
     if values.shape[0] == 0:
         raise KitError(f"{path}: has a header but no data rows; {GET_DATA_HINT}")
 
@@ -248,8 +250,10 @@ def stratified_split(
     left_over = n_val - int(quota.sum())
     by_remainder = np.lexsort((rng.random(len(counts)), -(exact - quota)))
     quota[by_remainder[:left_over]] += 1
-    quota = np.clip(quota, np.minimum(counts, 1), np.maximum(counts - 1, 0))  # a row of each class on both sides
-    val_parts = [rng.permutation(np.flatnonzero(y == label))[:quota[label]] for label in range(len(counts))]
+    quota = np.clip(
+        quota, np.minimum(counts, 1), np.maximum(counts - 1, 0)
+    )  # a row of each class on both sides
+    val_parts = [rng.permutation(np.flatnonzero(y == label))[: quota[label]] for label in range(len(counts))]
     val_idx = np.sort(np.concatenate(val_parts))
     in_val = np.zeros(len(y), dtype=bool)
     in_val[val_idx] = True
@@ -265,8 +269,10 @@ def require_two_classes(y: np.ndarray, path: str | os.PathLike) -> None:
     do: a model trained on them can only ever predict that one label."""
     present = np.flatnonzero(np.bincount(y, minlength=N_CLASSES))
     if len(present) < 2:
-        raise KitError(f"{path}: every row has label {present[0]}; training needs at least two classes "
-                       "in the label column (use the full train.csv)")
+        raise KitError(
+            f"{path}: every row has label {present[0]}; training needs at least two classes "
+            "in the label column (use the full train.csv)"
+        )
 
 
 def load_split(train_path: str | os.PathLike, val_fraction: float, rng: np.random.Generator):

@@ -21,8 +21,8 @@ import warnings
 
 import numpy as np
 
-from kit.core.mnist import IMAGE_SIDE
 from kit.core.errors import KitError
+from kit.core.mnist import IMAGE_SIDE
 
 BOX_SIDE = 20  # MNIST scales the digit's longest side to 20 pixels...
 CENTRE = 14.0  # ...and puts its centre of mass here (pixel-centre coordinates; train.csv's mean is 14.0)
@@ -59,7 +59,12 @@ def decode_image(data: bytes) -> np.ndarray:
             image = Image.open(io.BytesIO(data), formats=FORMATS)
     except UnidentifiedImageError:
         raise ImageProblem("not an image: send a PNG or JPEG file (GIF, WebP and BMP work too)") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:  # a header it cannot parse
+    except (
+        OSError,
+        SyntaxError,
+        ValueError,
+        Image.DecompressionBombError,
+    ) as error:  # a header it cannot parse
         raise ImageProblem(f"corrupt image header: {_one_line(error)}") from None
     width, height = image.size
     if min(width, height) < MIN_SIDE:
@@ -73,15 +78,23 @@ def decode_image(data: bytes) -> np.ndarray:
                 image.draft("L", (WORK_SIDE, WORK_SIDE))
             image.load()
             image = ImageOps.exif_transpose(image)  # phone photos: upright as shown
-            if image.mode in ("RGBA", "LA", "PA", "P") and (image.mode != "P" or "transparency" in image.info):
+            if image.mode in ("RGBA", "LA", "PA", "P") and (
+                image.mode != "P" or "transparency" in image.info
+            ):
                 gray = _flatten_alpha(image.convert("RGBA"))
             else:
                 gray = image.convert("L")
             if max(gray.size) > WORK_SIDE:  # a 20-pixel box needs no more: box-average by an integer factor
                 gray = gray.reduce(math.ceil(max(gray.size) / WORK_SIDE))
             return np.asarray(gray, dtype=np.uint8).copy()
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombWarning,
-            Image.DecompressionBombError) as error:
+    except (
+        OSError,
+        SyntaxError,
+        ValueError,
+        EOFError,
+        Image.DecompressionBombWarning,
+        Image.DecompressionBombError,
+    ) as error:
         raise ImageProblem(f"could not decode the {image.format or ''} image: {_one_line(error)}") from None
 
 
@@ -160,5 +173,5 @@ def to_mnist(gray: np.ndarray) -> np.ndarray | None:
     y0 = int(np.clip(round(CENTRE - com_y), 0, IMAGE_SIDE - out_h))
     x0 = int(np.clip(round(CENTRE - com_x), 0, IMAGE_SIDE - out_w))
     out = np.zeros((IMAGE_SIDE, IMAGE_SIDE), dtype=np.float32)
-    out[y0:y0 + out_h, x0:x0 + out_w] = small
+    out[y0 : y0 + out_h, x0 : x0 + out_w] = small
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)

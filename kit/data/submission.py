@@ -30,7 +30,9 @@ def read_submission(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         if header is None:
             raise KitError(f"{path}: file is empty; a submission starts with the header ImageId,Label")
         if tuple(h.strip() for h in header) != SUBMISSION_HEADER:
-            raise KitError(f"{path}, line 1: header is {','.join(header)!r}; it must be exactly ImageId,Label")
+            raise KitError(
+                f"{path}, line 1: header is {','.join(header)!r}; it must be exactly ImageId,Label"
+            )
         for row in reader:
             line = reader.line_num
             if not row:
@@ -41,17 +43,23 @@ def read_submission(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
                 try:
                     int(cell.strip())
                 except ValueError:
-                    raise KitError(f"{path}, line {line}, column {column}: {cell!r} is not an integer") from None
+                    raise KitError(
+                        f"{path}, line {line}, column {column}: {cell!r} is not an integer"
+                    ) from None
             ids.append(int(row[0]))
             labels.append(int(row[1]))
     return np.array(ids, dtype=np.int64), np.array(labels, dtype=np.int64)
 
 
 def check_submission(
-    ids: np.ndarray, labels: np.ndarray, path: str | os.PathLike, n_rows: int | None = None,
+    ids: np.ndarray,
+    labels: np.ndarray,
+    path: str | os.PathLike,
+    n_rows: int | None = None,
     sample_path: str | os.PathLike | None = None,
 ) -> None:
-    """Refuse a submission Kaggle would reject: wrong row count, ids not 1..N in order, labels outside 0..9."""
+    """Refuse a submission Kaggle would reject: wrong row count, ids not 1..N in order, labels
+    outside 0..9."""
     if len(ids) == 0:
         raise KitError(f"{path}: has a header but no rows; it must hold one row per test image")
     if n_rows is None and sample_path is not None and Path(sample_path).exists():
@@ -60,7 +68,8 @@ def check_submission(
         if len(ids) == n_rows and not np.array_equal(ids, sample_ids):
             row = int(np.argmax(ids != sample_ids))
             raise KitError(
-                f"{path}, line {row + 2}, column ImageId: {ids[row]} where {sample_path} has {sample_ids[row]}"
+                f"{path}, line {row + 2}, column ImageId: {ids[row]} where {sample_path} has "
+                f"{sample_ids[row]}"
             )
     if n_rows is not None and len(ids) != n_rows:
         raise KitError(f"{path}: {len(ids)} rows, but the test set has {n_rows}; predict the whole test.csv")
@@ -77,15 +86,18 @@ def check_submission(
         raise KitError(f"{path}, line {row + 2}, column Label: {labels[row]} is not a digit 0..9")
 
 
-def check_submission_file(path: str | os.PathLike, n_rows: int | None = None,
-                          sample_path: str | os.PathLike | None = None) -> int:
+def check_submission_file(
+    path: str | os.PathLike, n_rows: int | None = None, sample_path: str | os.PathLike | None = None
+) -> int:
     """The strict check `make upload` runs on a file before any network call; returns its row count."""
     ids, labels = read_submission(path)
     check_submission(ids, labels, path, n_rows=n_rows, sample_path=sample_path)
     return len(ids)
 
 
-def write_submission(labels: np.ndarray, path: str | os.PathLike, sample_path: str | os.PathLike | None = None) -> None:
+def write_submission(
+    labels: np.ndarray, path: str | os.PathLike, sample_path: str | os.PathLike | None = None
+) -> None:
     """Check, then write atomically, `ImageId,Label` rows for labels (n,) in test order."""
     labels = np.asarray(labels, dtype=np.int64)
     ids = np.arange(1, len(labels) + 1)

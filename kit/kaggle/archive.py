@@ -16,13 +16,12 @@ import tempfile
 import time
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
-from kit.data.load import is_cached, parse_csv
-from kit.data.submission import SUBMISSION_HEADER
 from kit.core.errors import KitError
-from kit.data.submission import read_submission
+from kit.data.load import is_cached, parse_csv
+from kit.data.submission import SUBMISSION_HEADER, read_submission
 
 COMPETITION_FILES = ("train.csv", "test.csv", "sample_submission.csv")
 SAMPLE_HEADER = ",".join(SUBMISSION_HEADER)
@@ -46,8 +45,10 @@ def _unsafe_entry(name: str) -> bool:
 
 def unpack(archive: Path, dest: Path, label: str) -> None:
     """Unpack the three CSVs of `archive` into `dest`, refusing anything suspicious."""
-    corrupt = (f"{label}: the archive is truncated or corrupt ({{}}); download it again "
-               "(make data FORCE=1, or a fresh copy for ZIP=)")
+    corrupt = (
+        f"{label}: the archive is truncated or corrupt ({{}}); download it again "
+        "(make data FORCE=1, or a fresh copy for ZIP=)"
+    )
     try:
         handle = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, EOFError, ValueError) as error:
@@ -59,7 +60,8 @@ def unpack(archive: Path, dest: Path, label: str) -> None:
         for info in infos:
             if _unsafe_entry(info.filename):
                 raise KitError(
-                    f"{label}: entry {info.filename!r} has an absolute path or '..'; refusing to unpack this archive"
+                    f"{label}: entry {info.filename!r} has an absolute path or '..'; refusing to unpack "
+                    "this archive"
                 )
         found: dict[str, zipfile.ZipInfo] = {}
         for info in infos:
@@ -76,16 +78,28 @@ def unpack(archive: Path, dest: Path, label: str) -> None:
                 "is this the competition's archive?"
             )
         if sum(info.file_size for info in found.values()) > MAX_UNPACKED_BYTES:
-            raise KitError(f"{label}: the CSVs would unpack to more than {MAX_UNPACKED_BYTES >> 30} GB; not the competition's files")
+            raise KitError(
+                f"{label}: the CSVs would unpack to more than {MAX_UNPACKED_BYTES >> 30} GB; not the "
+                "competition's files"
+            )
         dest.mkdir(parents=True, exist_ok=True)
         for name, info in found.items():
             try:
                 with handle.open(info) as source, open(dest / name, "wb") as target:
                     shutil.copyfileobj(source, target, 1 << 20)
-            except (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError, RuntimeError, ValueError) as error:
+            except (
+                zipfile.BadZipFile,
+                EOFError,
+                zlib.error,
+                NotImplementedError,
+                RuntimeError,
+                ValueError,
+            ) as error:
                 raise KitError(corrupt.format(f"{name}: {_one_line(error)}")) from None
             except OSError as error:
-                raise KitError(f"{label}: cannot unpack {name} into {dest} ({error.strerror or error})") from None
+                raise KitError(
+                    f"{label}: cannot unpack {name} into {dest} ({error.strerror or error})"
+                ) from None
 
 
 def check_files(folder: Path, label: str) -> tuple[int, int]:
@@ -93,6 +107,7 @@ def check_files(folder: Path, label: str) -> tuple[int, int]:
 
     Returns (train rows, test rows).
     """
+
     def relabel(error: KitError, name: str) -> KitError:
         text = str(error).replace(str(folder / name), f"{label}: {name}")
         return KitError(f"{text} (data/ was left unchanged)")
@@ -108,7 +123,9 @@ def check_files(folder: Path, label: str) -> tuple[int, int]:
     with open(sample, encoding="utf-8-sig", errors="replace") as handle:
         header = handle.readline().strip()
     if header.replace(" ", "") != SAMPLE_HEADER:
-        raise KitError(f"{label}: sample_submission.csv, line 1: header is {header[:60]!r}; it must be {SAMPLE_HEADER}")
+        raise KitError(
+            f"{label}: sample_submission.csv, line 1: header is {header[:60]!r}; it must be {SAMPLE_HEADER}"
+        )
     try:
         ids, _ = read_submission(sample)
     except KitError as error:
@@ -116,7 +133,8 @@ def check_files(folder: Path, label: str) -> tuple[int, int]:
     n_test = counts[1]
     if len(ids) != n_test or list(ids) != list(range(1, n_test + 1)):
         raise KitError(
-            f"{label}: sample_submission.csv has {len(ids)} rows (ImageId 1..N expected) but test.csv has {n_test}; "
+            f"{label}: sample_submission.csv has {len(ids)} rows (ImageId 1..N expected) but test.csv "
+            f"has {n_test}; "
             "the archive's files do not belong together"
         )
     return counts[0], counts[1]
@@ -160,7 +178,9 @@ def staging(data_dir: Path):
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{data_dir.name}.download-", dir=parent))
     except OSError as error:
-        raise KitError(f"{parent}: cannot create a temporary folder there ({error.strerror or error})") from None
+        raise KitError(
+            f"{parent}: cannot create a temporary folder there ({error.strerror or error})"
+        ) from None
     try:
         yield tmp
     finally:
@@ -194,12 +214,16 @@ def move_into_place(unpacked: Path, data_dir: Path, backup: Path) -> None:
             with contextlib.suppress(OSError):
                 data_dir.rmdir()
         if isinstance(error, OSError):
-            raise KitError(f"{data_dir}: cannot move the files into place ({error.strerror or error}); "
-                           "data/ was left unchanged") from None
+            raise KitError(
+                f"{data_dir}: cannot move the files into place ({error.strerror or error}); "
+                "data/ was left unchanged"
+            ) from None
         raise
 
 
-def install_from(source: Path, data_dir: Path, staging_dir: Path, label: str, check: Check = check_files) -> tuple[int, int]:
+def install_from(
+    source: Path, data_dir: Path, staging_dir: Path, label: str, check: Check = check_files
+) -> tuple[int, int]:
     """Install from a .zip archive, or from a folder that already holds the three CSVs, using staging_dir."""
     if source.is_dir():
         unpacked = source
@@ -211,8 +235,12 @@ def install_from(source: Path, data_dir: Path, staging_dir: Path, label: str, ch
     return counts
 
 
-def install_archive(archive: str | os.PathLike, data_dir: str | os.PathLike, label: str | None = None,
-                    check: Check = check_files) -> tuple[int, int]:
+def install_archive(
+    archive: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    label: str | None = None,
+    check: Check = check_files,
+) -> tuple[int, int]:
     """Check a competition archive and install its three CSVs into data_dir atomically (no network).
 
     Returns (train rows, test rows). Raises KitError, leaving data_dir untouched, when the archive is

@@ -53,8 +53,11 @@ class Credentials:
         if self.kind == "token":
             hint = f"it may be expired or revoked: create a new token at {TOKEN_URL}"
             if self.shadowed:
-                hint += f" (or unset {self.source} to use the username/key from {self.shadowed})" if \
-                    self.source.startswith("KAGGLE_") else f" (or remove {self.source} to use {self.shadowed})"
+                hint += (
+                    f" (or unset {self.source} to use the username/key from {self.shadowed})"
+                    if self.source.startswith("KAGGLE_")
+                    else f" (or remove {self.source} to use {self.shadowed})"
+                )
             return hint
         if self.kind == "key":
             return f"check the username and key, or create a new API token at {TOKEN_URL}"
@@ -81,7 +84,9 @@ def _read_secret_file(path: Path, what: str) -> str:
     try:
         return path.read_text(encoding="utf-8", errors="replace").strip()
     except OSError as error:
-        raise KitError(f"{path}: cannot be read ({error.strerror or error}); fix its permissions (chmod 600 {path})")
+        raise KitError(
+            f"{path}: cannot be read ({error.strerror or error}); fix its permissions (chmod 600 {path})"
+        ) from None
 
 
 def client_config_dir(env=None) -> Path:
@@ -110,7 +115,11 @@ def client_config_dir(env=None) -> Path:
 
 def _token_source(env, home: Path, notes: list[str]) -> str | None:
     # Inside a Kaggle notebook the client reads the token file it is given.
-    if env.get("KAGGLE_KERNEL_RUN_TYPE") and env.get("KAGGLE_DATA_PROXY_URL") and env.get("KAGGLE_API_V1_TOKEN"):
+    if (
+        env.get("KAGGLE_KERNEL_RUN_TYPE")
+        and env.get("KAGGLE_DATA_PROXY_URL")
+        and env.get("KAGGLE_API_V1_TOKEN")
+    ):
         path = Path(env["KAGGLE_API_V1_TOKEN"])
         if path.is_file() and _read_secret_file(path, "KAGGLE_API_V1_TOKEN"):
             return "KAGGLE_API_V1_TOKEN"
@@ -128,10 +137,13 @@ def _token_source(env, home: Path, notes: list[str]) -> str | None:
         if raw.startswith("~") or "/" in raw or "\\" in raw or raw.endswith((".txt", ".json")):
             raise KitError(
                 f"KAGGLE_API_TOKEN={raw} looks like a file path, but there is no such file "
-                "('~' is not expanded there); set it to the token itself or to the full path of the token file"
+                "('~' is not expanded there); set it to the token itself or to the full path of the "
+                "token file"
             )
         if raw != raw.strip():
-            raise KitError("KAGGLE_API_TOKEN has spaces or a line break around the token; set it to the token alone")
+            raise KitError(
+                "KAGGLE_API_TOKEN has spaces or a line break around the token; set it to the token alone"
+            )
         return "KAGGLE_API_TOKEN"
     for name in ("access_token", "access_token.txt"):
         path = home / ".kaggle" / name
@@ -158,7 +170,8 @@ def _key_source(env, config_dir: Path, notes: list[str]) -> tuple[str | None, st
             if not isinstance(loaded, dict):
                 problem = f"{config} does not hold a JSON object"
         except (OSError, ValueError) as error:
-            problem = f"{config} cannot be read as JSON ({_one_line(getattr(error, 'strerror', None) or error, 80)})"
+            reason = _one_line(getattr(error, "strerror", None) or error, 80)
+            problem = f"{config} cannot be read as JSON ({reason})"
     elif config.exists():
         problem = f"{config} is not a file"
     # The client overrides each value of kaggle.json with KAGGLE_USERNAME / KAGGLE_KEY when set.
@@ -170,15 +183,25 @@ def _key_source(env, config_dir: Path, notes: list[str]) -> tuple[str | None, st
             return "KAGGLE_USERNAME/KAGGLE_KEY", None
         if not user_env and not key_env:
             return str(config), None
-        return (f"KAGGLE_USERNAME and the key in {config}" if user_env else f"KAGGLE_KEY and the username in {config}"), None
+        return (
+            f"KAGGLE_USERNAME and the key in {config}"
+            if user_env
+            else f"KAGGLE_KEY and the username in {config}"
+        ), None
     if user or key:
-        have = ("KAGGLE_USERNAME" if user_env else f"the username in {config}") if user else \
-            ("KAGGLE_KEY" if key_env else f"the key in {config}")
-        missing = "a key (KAGGLE_KEY, or \"key\" in kaggle.json)" if user else \
-            "a username (KAGGLE_USERNAME, or \"username\" in kaggle.json)"
+        have = (
+            ("KAGGLE_USERNAME" if user_env else f"the username in {config}")
+            if user
+            else ("KAGGLE_KEY" if key_env else f"the key in {config}")
+        )
+        missing = (
+            'a key (KAGGLE_KEY, or "key" in kaggle.json)'
+            if user
+            else 'a username (KAGGLE_USERNAME, or "username" in kaggle.json)'
+        )
         return None, f"{have} is set but {missing} is not"
     if problem is None and config.is_file():
-        problem = f"{config} has no \"username\" and \"key\""
+        problem = f'{config} has no "username" and "key"'
     return None, problem
 
 
@@ -218,10 +241,11 @@ def find_credentials(env=None) -> Credentials:
         )
     elsewhere = ""
     if env.get("KAGGLE_CONFIG_DIR") and (home / ".kaggle" / "kaggle.json").is_file():
-        elsewhere = f" ({home}/.kaggle/kaggle.json is not read because KAGGLE_CONFIG_DIR={env['KAGGLE_CONFIG_DIR']})"
+        elsewhere = (
+            f" ({home}/.kaggle/kaggle.json is not read because KAGGLE_CONFIG_DIR={env['KAGGLE_CONFIG_DIR']})"
+        )
     raise KitError(
         f"no Kaggle credentials found{elsewhere}: create an API token at {TOKEN_URL}, save it in "
         f"{home}/.kaggle/access_token and run chmod 600 {home}/.kaggle/access_token "
         f"(or export KAGGLE_API_TOKEN=<token>; a legacy kaggle.json goes in {config_dir}/)"
     )
-

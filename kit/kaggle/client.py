@@ -142,7 +142,9 @@ def _api_with_timeouts(seconds: float):
 
     class TimeoutAdapter(HTTPAdapter):
         def send(self, request, stream=False, timeout=None, **kwargs):
-            return super().send(request, stream=stream, timeout=seconds if timeout is None else timeout, **kwargs)
+            return super().send(
+                request, stream=stream, timeout=seconds if timeout is None else timeout, **kwargs
+            )
 
     def give_timeout(session, **adapter_options) -> None:
         for prefix in ("https://", "http://"):
@@ -164,14 +166,20 @@ def _api_with_timeouts(seconds: float):
 
             try:
                 with requests.Session() as session, open(path, "rb") as handle:
-                    give_timeout(session, max_retries=Retry(total=UPLOAD_RETRIES, backoff_factor=UPLOAD_BACKOFF))
+                    give_timeout(
+                        session, max_retries=Retry(total=UPLOAD_RETRIES, backoff_factor=UPLOAD_BACKOFF)
+                    )
                     response = session.put(url, data=handle)
             except Exception as error:  # noqa: BLE001 - as the client: print it, report the upload incomplete
                 print(error)
                 return ResumableUploadResult.INCOMPLETE
             if self._is_upload_successful(response):
                 return ResumableUploadResult.COMPLETE
-            return ResumableUploadResult.INCOMPLETE if response.status_code == 503 else ResumableUploadResult.FAILED
+            return (
+                ResumableUploadResult.INCOMPLETE
+                if response.status_code == 503
+                else ResumableUploadResult.FAILED
+            )
 
     return KitKaggleApi()
 
@@ -194,7 +202,9 @@ def kaggle_session(creds: Credentials, competition: str, command: str):
     try:
         import requests  # noqa: F401 - the client's HTTP library
     except ImportError as error:
-        raise KitError(f"the Kaggle client's dependencies are missing ({error}); reinstall with `make venv`") from None
+        raise KitError(
+            f"the Kaggle client's dependencies are missing ({error}); reinstall with `make venv`"
+        ) from None
     session = ClientSession(None, creds, competition, command, timeout)
     try:
         with quiet():
@@ -260,18 +270,30 @@ def translate(error: BaseException, session: ClientSession, doing: str) -> KitEr
         response = error.response
         method = getattr(getattr(response, "request", None), "method", "POST")
         if status == 401:
-            return KitError(f"credentials rejected (HTTP 401) using {session.creds.describe()}; {session.creds.fix()}")
-        if status == 429:
-            extra = "; if you have used today's submissions, try again after 00:00 UTC" if session.command == "upload" else ""
             return KitError(
-                f"too many requests (HTTP 429): Kaggle is limiting this account; wait a few minutes and run {again} again{extra}"
+                f"credentials rejected (HTTP 401) using {session.creds.describe()}; {session.creds.fix()}"
+            )
+        if status == 429:
+            extra = (
+                "; if you have used today's submissions, try again after 00:00 UTC"
+                if session.command == "upload"
+                else ""
+            )
+            return KitError(
+                "too many requests (HTTP 429): Kaggle is limiting this account; wait a few minutes and "
+                f"run {again} again{extra}"
             )
         if status >= 500:
-            return KitError(f"Kaggle's server failed (HTTP {status}) while {doing}; this is on Kaggle's side, try {again} again later")
+            return KitError(
+                f"Kaggle's server failed (HTTP {status}) while {doing}; this is on Kaggle's side, try "
+                f"{again} again later"
+            )
         if method != "POST":  # the storage link (GET download, PUT upload), not the API
             return KitError(f"Kaggle's file storage answered HTTP {status} while {doing}; run {again} again")
         if status == 403:
-            closed = " (or the competition no longer accepts submissions)" if session.command == "upload" else ""
+            closed = (
+                " (or the competition no longer accepts submissions)" if session.command == "upload" else ""
+            )
             return KitError(
                 f"access denied (HTTP 403) to competition '{c}': accept its rules at {rules_url(c)} with the "
                 f"account of {session.creds.describe()}, then run {again} again{closed}"
@@ -283,14 +305,20 @@ def translate(error: BaseException, session: ClientSession, doing: str) -> KitEr
             )
         if session.command == "upload":
             return KitError(
-                f"Kaggle refused the submission (HTTP {status}){_server_message(error)}; see your submissions "
+                f"Kaggle refused the submission (HTTP {status}){_server_message(error)}; see your "
+                "submissions "
                 f"and today's limit at {submissions_url(c)}"
             )
         return KitError(f"Kaggle refused the request (HTTP {status}){_server_message(error)} while {doing}")
     if isinstance(error, requests.exceptions.Timeout):
         return _timed_out(session.timeout, doing, session.command, type(error).__name__)
-    if isinstance(error, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)) \
-            or type(error).__module__.startswith("urllib3") and "Protocol" in type(error).__name__:
+    if (
+        isinstance(
+            error, (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError)
+        )
+        or type(error).__module__.startswith("urllib3")
+        and "Protocol" in type(error).__name__
+    ):
         return KitError(f"the connection broke while {doing} ({type(error).__name__}); run {again} again")
     if isinstance(error, requests.exceptions.ConnectionError):
         return KitError(
@@ -317,12 +345,17 @@ def call(session: ClientSession, doing: str, function, *args, **kwargs):
         except SystemExit:
             raise KitError(f"the Kaggle client stopped while {doing}; {session.creds.fix()}") from None
         except Exception as error:  # noqa: BLE001 - every failure becomes one line
-            if isinstance(error, requests.exceptions.RequestException) and status_code(error) == 429 \
-                    and attempt < RATE_LIMIT_ATTEMPTS:
+            if (
+                isinstance(error, requests.exceptions.RequestException)
+                and status_code(error) == 429
+                and attempt < RATE_LIMIT_ATTEMPTS
+            ):
                 wait = _retry_after(error.response)
                 wait = min(RATE_LIMIT_MAX_DELAY, delay if wait is None else wait)
-                _note(f"Kaggle says too many requests (HTTP 429); retrying in {wait:.1f} s "
-                      f"(attempt {attempt + 1} of {RATE_LIMIT_ATTEMPTS})")
+                _note(
+                    f"Kaggle says too many requests (HTTP 429); retrying in {wait:.1f} s "
+                    f"(attempt {attempt + 1} of {RATE_LIMIT_ATTEMPTS})"
+                )
                 time.sleep(wait)
                 delay *= 2
                 continue
@@ -336,4 +369,3 @@ def _retry_after(response) -> float | None:
     except (TypeError, ValueError, AttributeError):
         return None
     return max(0.0, value)
-

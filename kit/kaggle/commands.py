@@ -28,19 +28,30 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
+from kit.core.atomic import atomic_open
+from kit.core.errors import KitError
 from kit.kaggle import archive
 from kit.kaggle.archive import COMPETITION_FILES, installed_problem
-from kit.core.errors import KitError
-from kit.core.atomic import atomic_open
 from kit.kaggle.auth import find_credentials
-from kit.kaggle.client import (ClientSession, call, client_version, kaggle_session, one_line, quiet, status_code,
-                            submissions_url, translate)
+from kit.kaggle.client import (
+    ClientSession,
+    call,
+    client_version,
+    kaggle_session,
+    one_line,
+    quiet,
+    status_code,
+    submissions_url,
+    translate,
+)
 
 DEFAULT_MESSAGE = "digit-kit submission"
-UPLOAD_FAILED_MESSAGE = "Could not submit to competition"  # KaggleApi.COMPETITION_SUBMIT_UPLOAD_FAILED_MESSAGE
+UPLOAD_FAILED_MESSAGE = (
+    "Could not submit to competition"  # KaggleApi.COMPETITION_SUBMIT_UPLOAD_FAILED_MESSAGE
+)
 HISTORY_NAME = "history.csv"
 HISTORY_HEADER = ("date", "run_id", "file", "message", "status", "public_score", "ref")
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
@@ -51,7 +62,9 @@ _quiet = quiet
 _check_files = archive.check_files
 
 
-def install_archive(path: str | os.PathLike, data_dir: str | os.PathLike, label: str | None = None) -> tuple[int, int]:
+def install_archive(
+    path: str | os.PathLike, data_dir: str | os.PathLike, label: str | None = None
+) -> tuple[int, int]:
     """kit.archive.install_archive (checking with `_check_files`)."""
     return archive.install_archive(path, data_dir, label, check=_check_files)
 
@@ -87,7 +100,8 @@ def _find_download(folder: Path, competition: str) -> Path:
     if all((folder / name).is_file() for name in COMPETITION_FILES):
         return folder  # a client that unpacks by itself
     raise KitError(
-        f"the Kaggle client reported success but left {', '.join(p.name for p in files) or 'nothing'} in {folder}; "
+        f"the Kaggle client reported success but left {', '.join(p.name for p in files) or 'nothing'} "
+        f"in {folder}; "
         "run `make data` again"
     )
 
@@ -102,8 +116,10 @@ def run_data(competition: str, data_dir: Path, force: bool = False, zip_path: Pa
     if not force:
         problem = installed_problem(data_dir)
         if problem is None:
-            _say(f"{data_dir}/ already holds valid {', '.join(COMPETITION_FILES)}; nothing to do "
-                 "(FORCE=1 installs them again)")
+            _say(
+                f"{data_dir}/ already holds valid {', '.join(COMPETITION_FILES)}; nothing to do "
+                "(FORCE=1 installs them again)"
+            )
             return
         if any((data_dir / name).exists() for name in COMPETITION_FILES):
             _say(f"{problem}; installing them again")
@@ -111,8 +127,10 @@ def run_data(competition: str, data_dir: Path, force: bool = False, zip_path: Pa
         zip_path = Path(zip_path)
         _say(f"checking {zip_path} ...")
         n_train, n_test = install_archive(zip_path, data_dir)
-        _say(f"installed {data_dir}/train.csv ({n_train} rows), test.csv ({n_test} rows), "
-             f"sample_submission.csv from {zip_path}")
+        _say(
+            f"installed {data_dir}/train.csv ({n_train} rows), test.csv ({n_test} rows), "
+            f"sample_submission.csv from {zip_path}"
+        )
         return
 
     creds = find_credentials()
@@ -122,7 +140,10 @@ def run_data(competition: str, data_dir: Path, force: bool = False, zip_path: Pa
         download = staging / "download"
         download.mkdir()
         with kaggle_session(creds, competition, "data") as session:
-            _say(f"downloading {competition} with the Kaggle client {client_version()} using {session.creds.describe()} ...")
+            _say(
+                f"downloading {competition} with the Kaggle client {client_version()} using "
+                f"{session.creds.describe()} ..."
+            )
 
             def fetch():
                 for leftover in download.iterdir():  # a fresh start after a 429
@@ -130,14 +151,17 @@ def run_data(competition: str, data_dir: Path, force: bool = False, zip_path: Pa
                         shutil.rmtree(leftover, ignore_errors=True)
                     else:
                         leftover.unlink()
-                session.api.competition_download_files(competition, path=str(download), force=True, quiet=False)
+                session.api.competition_download_files(
+                    competition, path=str(download), force=True, quiet=False
+                )
 
             call(session, f"downloading {competition}", fetch)
         source = _find_download(download, competition)
         if source.is_file():
             _say(f"checking {source.name} ({source.stat().st_size / 1e6:.1f} MB) ...")
-        n_train, n_test = archive.install_from(source, data_dir, staging, f"the archive downloaded for {competition}",
-                                               _check_files)
+        n_train, n_test = archive.install_from(
+            source, data_dir, staging, f"the archive downloaded for {competition}", _check_files
+        )
     _say(f"installed {data_dir}/train.csv ({n_train} rows), test.csv ({n_test} rows), sample_submission.csv")
 
 
@@ -222,7 +246,8 @@ def _upload_failed(result) -> bool:
 
 @dataclass
 class Outcome:
-    """What Kaggle said about a submission: its final status name and public score (None when none came back)."""
+    """What Kaggle said about a submission: its final status name and public score (None when none
+    came back)."""
 
     status: str
     public_score: str | None = None
@@ -252,7 +277,8 @@ def _poll(session: ClientSession, ref, message: str, wait_seconds: float) -> Out
             break
         except Exception as error:  # noqa: BLE001 - the submission is made; only the waiting fails
             transient = isinstance(error, requests.exceptions.RequestException) and (
-                status_code(error) in (None, 429) or (status_code(error) or 0) >= 500)
+                status_code(error) in (None, 429) or (status_code(error) or 0) >= 500
+            )
             if not transient:
                 _note(f"warning: could not read the submission list: {translate(error, session, 'polling')}")
                 break
@@ -297,16 +323,32 @@ def record_upload(file: Path, message: str, outcome: Outcome, ref, when: datetim
         old = ""
         writer.writerow(HISTORY_HEADER)
     run_id = (submission_meta(file) or {}).get("run_id") or ""
-    date = when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-    writer.writerow([date, run_id, str(file), message, outcome.status, outcome.public_score or "", "" if ref is None else ref])
+    date = when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    writer.writerow(
+        [
+            date,
+            run_id,
+            str(file),
+            message,
+            outcome.status,
+            outcome.public_score or "",
+            "" if ref is None else ref,
+        ]
+    )
     with atomic_open(history, "w", encoding="utf-8", newline="") as handle:
         handle.write(old + row.getvalue())
     return history
 
 
-def run_upload(file: Path, message: str | None, competition: str, wait_seconds: float = 60.0,
-               data_dir: Path = Path("data")) -> None:
-    """`kit upload`: check the file as `make submit` does, submit it, wait a bounded time for the score, record it."""
+def run_upload(
+    file: Path,
+    message: str | None,
+    competition: str,
+    wait_seconds: float = 60.0,
+    data_dir: Path = Path("data"),
+) -> None:
+    """`kit upload`: check the file as `make submit` does, submit it, wait a bounded time for the
+    score, record it."""
     from kit.data.submission import check_submission_file
 
     file, data_dir = Path(file), Path(data_dir)
@@ -322,23 +364,39 @@ def run_upload(file: Path, message: str | None, competition: str, wait_seconds: 
     for note in creds.notes:
         _note(note)
     with kaggle_session(creds, competition, "upload") as session:
-        _say(f"uploading {file} ({n_rows} rows) to {competition} as {message!r} using {session.creds.describe()} ...")
-        result = call(session, f"submitting {file}", session.api.competition_submit,
-                      file_name=str(file), message=message, competition=competition, quiet=True)
+        _say(
+            f"uploading {file} ({n_rows} rows) to {competition} as {message!r} using "
+            f"{session.creds.describe()} ..."
+        )
+        result = call(
+            session,
+            f"submitting {file}",
+            session.api.competition_submit,
+            file_name=str(file),
+            message=message,
+            competition=competition,
+            quiet=True,
+        )
         if _upload_failed(result):
             raise KitError(
                 f"the upload of {file} to Kaggle failed, so nothing was submitted (the client said "
                 f"{UPLOAD_FAILED_MESSAGE!r}); run `make upload` again"
             )
-        submitted_at = datetime.now(timezone.utc)
+        submitted_at = datetime.now(UTC)
         ref = _field(result, "ref") or None
         server_message = _field(result, "message")
-        _say(f"submitted{f' (ref {ref})' if ref else ''}: {one_line(server_message, 160) if server_message else 'ok'}")
+        _say(
+            f"submitted{f' (ref {ref})' if ref else ''}: "
+            f"{one_line(server_message, 160) if server_message else 'ok'}"
+        )
         outcome = _poll(session, ref, message, float(wait_seconds))
     try:
         _say(f"recorded in {record_upload(file, message, outcome, ref, submitted_at)}")
     except OSError as error:  # the submission is made; only its note here failed
-        _note(f"warning: could not record the upload in {file.parent / HISTORY_NAME} ({error.strerror or error})")
+        _note(
+            f"warning: could not record the upload in {file.parent / HISTORY_NAME} "
+            f"({error.strerror or error})"
+        )
     if outcome.status == "error":
         raise KitError(
             f"Kaggle could not score the submission{f' {ref}' if ref else ''}: {outcome.error}; "

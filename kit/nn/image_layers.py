@@ -24,9 +24,9 @@ from kit.nn.layers import Layer
 _BT = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
 _G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=np.float64)
 _AT = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
-WINOGRAD_INPUT = np.kron(_BT, _BT)    # (16, 16): tile -> transformed tile
-WINOGRAD_KERNEL = np.kron(_G, _G)     # (16, 9): 3x3 kernel -> transformed kernel
-WINOGRAD_OUTPUT = np.kron(_AT, _AT)   # (4, 16): products -> 2x2 outputs
+WINOGRAD_INPUT = np.kron(_BT, _BT)  # (16, 16): tile -> transformed tile
+WINOGRAD_KERNEL = np.kron(_G, _G)  # (16, 9): 3x3 kernel -> transformed kernel
+WINOGRAD_OUTPUT = np.kron(_AT, _AT)  # (4, 16): products -> 2x2 outputs
 
 
 def max_with_arg(parts: list[np.ndarray], out: np.ndarray, arg: np.ndarray | None, hit: np.ndarray) -> None:
@@ -103,8 +103,17 @@ class Conv2D(Layer):
     eval_chunk_elements = 1 << 23
     use_winograd = True  # class-wide switch; tests compare the two ways
 
-    def __init__(self, c_in: int, c_out: int, kernel: int, rng: np.random.Generator, padding: int = 0,
-                 input_grad: bool = True, pool: int = 1, dtype=np.float32) -> None:
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        kernel: int,
+        rng: np.random.Generator,
+        padding: int = 0,
+        input_grad: bool = True,
+        pool: int = 1,
+        dtype=np.float32,
+    ) -> None:
         super().__init__()
         std = np.sqrt(2.0 / (c_in * kernel * kernel))
         self.params["w"] = (rng.standard_normal((c_out, c_in, kernel, kernel)) * std).astype(dtype)
@@ -125,36 +134,47 @@ class Conv2D(Layer):
         return buf
 
     def _winograd(self) -> bool:
-        return (self.use_winograd and self.kernel == 3 and self.padding == 1 and self.pool in (1, 2)
-                and self.c_in > 1)
+        return (
+            self.use_winograd
+            and self.kernel == 3
+            and self.padding == 1
+            and self.pool in (1, 2)
+            and self.c_in > 1
+        )
 
     def _output_side(self, side: int) -> int:
         """Pooled output size along one axis of an input of `side` pixels."""
         full = side + 2 * self.padding - self.kernel + 1
         if full < 1:
-            raise ValueError(f"Conv2D: a {self.kernel}x{self.kernel} kernel does not fit a side of {side} "
-                             f"pixels with padding {self.padding}")
+            raise ValueError(
+                f"Conv2D: a {self.kernel}x{self.kernel} kernel does not fit a side of {side} "
+                f"pixels with padding {self.padding}"
+            )
         return full // self.pool
 
     def forward(self, x: np.ndarray, training: bool) -> np.ndarray:
         h, w, n, c = x.shape
         if c != self.c_in:
-            raise ValueError(f"Conv2D expects {self.c_in} input channels, got {c} (images are (h, w, batch, c))")
+            raise ValueError(
+                f"Conv2D expects {self.c_in} input channels, got {c} (images are (h, w, batch, c))"
+            )
         dtype = np.result_type(x, self.params["w"])
         hq, wq = self._output_side(h), self._output_side(w)
         out = self._buffer("out", (hq, wq, n, self.c_out), dtype)
         self._x_shape = x.shape
         self._trained = training
         compute = self._winograd_forward if self._winograd() else self._im2col_forward
-        width = 16 * max(c, self.c_out) if self._winograd() else self.kernel ** 2 * c * self.pool ** 2
+        width = 16 * max(c, self.c_out) if self._winograd() else self.kernel**2 * c * self.pool**2
         chunk = n if training else max(1, self.eval_chunk_elements // (width * hq * wq))
         for start in range(0, n, chunk):
-            xs = x[:, :, start:start + chunk].astype(dtype, copy=False)
-            target = out if chunk >= n else self._buffer("chunk_out", (hq, wq, xs.shape[2], self.c_out), dtype)
+            xs = x[:, :, start : start + chunk].astype(dtype, copy=False)
+            target = (
+                out if chunk >= n else self._buffer("chunk_out", (hq, wq, xs.shape[2], self.c_out), dtype)
+            )
             compute(xs, target, training)
             add_per_channel(target, self.params["b"])
             if target is not out:
-                out[:, :, start:start + chunk] = target
+                out[:, :, start : start + chunk] = target
         return out
 
     def backward(self, grad: np.ndarray) -> np.ndarray | None:
@@ -183,7 +203,7 @@ class Conv2D(Layer):
         k, p, s = self.kernel, self.padding, self.pool
         hq, wq = out.shape[:2]
         xp = self._zeroed("padded", (h + 2 * p, w + 2 * p, n, c), x.dtype)
-        xp[p:p + h, p:p + w] = x
+        xp[p : p + h, p : p + w] = x
         rows = hq * wq * n
         if c == 1:  # (k, k, s, s, hq, wq, n): each copy is whole runs of the batch
             cols = self._buffer("cols", (k, k, s, s, hq, wq, n), x.dtype)
@@ -191,7 +211,10 @@ class Conv2D(Layer):
                 for j in range(k):
                     for a in range(s):
                         for b in range(s):
-                            np.copyto(cols[i, j, a, b], xp[a + i:a + i + s * hq:s, b + j:b + j + s * wq:s, :, 0])
+                            np.copyto(
+                                cols[i, j, a, b],
+                                xp[a + i : a + i + s * hq : s, b + j : b + j + s * wq : s, :, 0],
+                            )
             matrix = cols.reshape(k * k, -1).T
         else:  # (s, s, hq, wq, n, k, k, c): each copy is runs of the channels
             cols = self._buffer("cols", (s, s, hq, wq, n, k, k, c), x.dtype)
@@ -199,7 +222,10 @@ class Conv2D(Layer):
                 for b in range(s):
                     for i in range(k):
                         for j in range(k):
-                            np.copyto(cols[a, b, :, :, :, i, j], xp[a + i:a + i + s * hq:s, b + j:b + j + s * wq:s])
+                            np.copyto(
+                                cols[a, b, :, :, :, i, j],
+                                xp[a + i : a + i + s * hq : s, b + j : b + j + s * wq : s],
+                            )
             matrix = cols.reshape(-1, k * k * c)
         self._matrix = matrix
         kernel = self._buffer("kernel", (k * k * c, self.c_out), x.dtype)
@@ -244,9 +270,9 @@ class Conv2D(Layer):
             for j in range(k):
                 for a in range(s):
                     for b in range(s):
-                        gp[a + i:a + i + s * hq:s, b + j:b + j + s * wq:s] += cols_grad[i, j, a, b]
+                        gp[a + i : a + i + s * hq : s, b + j : b + j + s * wq : s] += cols_grad[i, j, a, b]
         grad_in = self._buffer("grad_in", self._x_shape, grad.dtype)
-        np.copyto(grad_in, gp[p:p + h, p:p + w])
+        np.copyto(grad_in, gp[p : p + h, p : p + w])
         return grad_in
 
     # ------------------------------------------------------------------ Winograd F(2x2, 3x3)
@@ -263,16 +289,19 @@ class Conv2D(Layer):
         # the padded input: tile (ty, tx) is rows 2ty..2ty+3, columns 2tx..2tx+3
         xp = self._zeroed("padded", (2 * th + 2, 2 * tw + 2, n, c), dtype)
         rh, rw = min(h, 2 * th + 1), min(w, 2 * tw + 1)  # input rows and columns the tiles reach
-        xp[1:1 + rh, 1:1 + rw] = x[:rh, :rw]
+        xp[1 : 1 + rh, 1 : 1 + rw] = x[:rh, :rw]
         gathered = self._buffer("gathered", (4, 4, th, tw, n, c), dtype)
         for u in range(4):
             for v in range(4):
-                np.copyto(gathered[u, v], xp[u:u + 2 * th:2, v:v + 2 * tw:2])
+                np.copyto(gathered[u, v], xp[u : u + 2 * th : 2, v : v + 2 * tw : 2])
         transformed = self._buffer("transformed", (16, tiles, c), dtype)
         np.matmul(WINOGRAD_INPUT.astype(dtype), gathered.reshape(16, -1), out=transformed.reshape(16, -1))
         kernel = self._buffer("kernel", (16, c, c_out), dtype)
-        np.matmul(WINOGRAD_KERNEL.astype(dtype), self.params["w"].transpose(2, 3, 1, 0).reshape(9, -1).astype(dtype),
-                  out=kernel.reshape(16, -1))
+        np.matmul(
+            WINOGRAD_KERNEL.astype(dtype),
+            self.params["w"].transpose(2, 3, 1, 0).reshape(9, -1).astype(dtype),
+            out=kernel.reshape(16, -1),
+        )
         products = self._buffer("products", (16, tiles, c_out), dtype)
         np.matmul(transformed, kernel, out=products)
         blocks = self._buffer("blocks", (4, tiles, c_out), dtype)  # output (a, b) of each 2x2 block
@@ -284,7 +313,7 @@ class Conv2D(Layer):
         for a in range(2):
             for b in range(2):
                 view = out[a::2, b::2]
-                np.copyto(view, blocks[a, b, :view.shape[0], :view.shape[1]])
+                np.copyto(view, blocks[a, b, : view.shape[0], : view.shape[1]])
 
     def _winograd_backward(self, grad: np.ndarray) -> np.ndarray | None:
         h, w, n, c = self._x_shape
@@ -300,13 +329,18 @@ class Conv2D(Layer):
             for a in range(2):
                 for b in range(2):
                     view = grad[a::2, b::2]
-                    np.copyto(bg[a, b, :view.shape[0], :view.shape[1]], view)
+                    np.copyto(bg[a, b, : view.shape[0], : view.shape[1]], view)
         products_grad = self._buffer("products", (16, tiles, c_out), dtype)
-        np.matmul(WINOGRAD_OUTPUT.T.astype(dtype), blocks_grad.reshape(4, -1), out=products_grad.reshape(16, -1))
+        np.matmul(
+            WINOGRAD_OUTPUT.T.astype(dtype), blocks_grad.reshape(4, -1), out=products_grad.reshape(16, -1)
+        )
         transformed = self._scratch["transformed"]
         kernel_grad = np.matmul(transformed.transpose(0, 2, 1), products_grad)  # (16, c, c_out)
-        self.grads["w"][...] = (WINOGRAD_KERNEL.T.astype(dtype) @ kernel_grad.reshape(16, -1)).reshape(
-            3, 3, c, c_out).transpose(3, 2, 0, 1)
+        self.grads["w"][...] = (
+            (WINOGRAD_KERNEL.T.astype(dtype) @ kernel_grad.reshape(16, -1))
+            .reshape(3, 3, c, c_out)
+            .transpose(3, 2, 0, 1)
+        )
         if not self.input_grad:
             return None
         # the transformed tiles' gradient into the gathered buffer, the tiles' into the transformed
@@ -318,11 +352,11 @@ class Conv2D(Layer):
         gp = self._buffer("grad_padded", (2 * th + 2, 2 * tw + 2, n, c), dtype)
         # tiles overlap by two rows and columns: the offsets 0 and 1 cover the first 2*th rows
         # and 2*tw columns once, so they are copied; the others are added
-        gp[2 * th:] = 0
-        gp[:2 * th, 2 * tw:] = 0
+        gp[2 * th :] = 0
+        gp[: 2 * th, 2 * tw :] = 0
         for u in range(4):
             for v in range(4):
-                target = gp[u:u + 2 * th:2, v:v + 2 * tw:2]
+                target = gp[u : u + 2 * th : 2, v : v + 2 * tw : 2]
                 if u < 2 and v < 2:
                     np.copyto(target, tiles_grad[u, v])
                 else:
@@ -331,7 +365,7 @@ class Conv2D(Layer):
         rh, rw = min(h, 2 * th + 1), min(w, 2 * tw + 1)
         if rh < h or rw < w:  # input rows or columns no tile reads
             grad_in.fill(0)
-        np.copyto(grad_in[:rh, :rw], gp[1:1 + rh, 1:1 + rw])
+        np.copyto(grad_in[:rh, :rw], gp[1 : 1 + rh, 1 : 1 + rw])
         return grad_in
 
 
@@ -358,11 +392,17 @@ class MaxPool2D(Layer):
         self._trained = training
         rows = self._buffer("rows", (h_out, w_out * s) + x.shape[2:], x.dtype)
         row_arg = self._buffer("row_arg", rows.shape, np.uint8) if training else None
-        max_with_arg([x[a:h_out * s:s, :w_out * s] for a in range(s)], rows, row_arg,
-                     self._buffer("row_hit", rows.shape, np.bool_))
+        max_with_arg(
+            [x[a : h_out * s : s, : w_out * s] for a in range(s)],
+            rows,
+            row_arg,
+            self._buffer("row_hit", rows.shape, np.bool_),
+        )
         out = self._buffer("out", (h_out, w_out) + x.shape[2:], x.dtype)
         col_arg = self._buffer("col_arg", out.shape, np.uint8) if training else None
-        max_with_arg([rows[:, b::s] for b in range(s)], out, col_arg, self._buffer("col_hit", out.shape, np.bool_))
+        max_with_arg(
+            [rows[:, b::s] for b in range(s)], out, col_arg, self._buffer("col_hit", out.shape, np.bool_)
+        )
         return out
 
     def backward(self, grad: np.ndarray) -> np.ndarray:
@@ -372,14 +412,20 @@ class MaxPool2D(Layer):
         h_out, w_out = grad.shape[:2]
         h, w = self._x_shape[:2]
         rows = self._buffer("grad_rows", self._scratch["row_arg"].shape, grad.dtype)
-        spread_by_arg(grad, self._scratch["col_arg"], self._scratch["col_hit"], [rows[:, b::s] for b in range(s)])
+        spread_by_arg(
+            grad, self._scratch["col_arg"], self._scratch["col_hit"], [rows[:, b::s] for b in range(s)]
+        )
         grad_in = self._buffer("grad_in", self._x_shape, grad.dtype)
         if h != h_out * s:
-            grad_in[h_out * s:] = 0
+            grad_in[h_out * s :] = 0
         if w != w_out * s:
-            grad_in[:, w_out * s:] = 0
-        spread_by_arg(rows, self._scratch["row_arg"], self._scratch["row_hit"],
-                      [grad_in[a:h_out * s:s, :w_out * s] for a in range(s)])
+            grad_in[:, w_out * s :] = 0
+        spread_by_arg(
+            rows,
+            self._scratch["row_arg"],
+            self._scratch["row_hit"],
+            [grad_in[a : h_out * s : s, : w_out * s] for a in range(s)],
+        )
         return grad_in
 
 

@@ -52,8 +52,9 @@ class Dense(Layer):
     `input_grad=False` on the first layer skips the one product nobody needs (the pixels' gradient).
     """
 
-    def __init__(self, n_in: int, n_out: int, rng: np.random.Generator, input_grad: bool = True,
-                 dtype=np.float32) -> None:
+    def __init__(
+        self, n_in: int, n_out: int, rng: np.random.Generator, input_grad: bool = True, dtype=np.float32
+    ) -> None:
         super().__init__()
         std = np.sqrt(2.0 / n_in)
         self.params["w"] = (rng.standard_normal((n_in, n_out)) * std).astype(dtype)

@@ -1,6 +1,6 @@
 """Scores of predicted probabilities against labels: loss, accuracy, confusion matrix.
 
-    probs: (n, 10) float, each row a distribution; y: (n,) integer labels 0..9
+probs: (n, 10) float, each row a distribution; y: (n,) integer labels 0..9
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
 
 
 def validation_metrics(probs: np.ndarray, y: np.ndarray) -> dict:
-    """Accuracy, loss, confusion matrix and per-class accuracy of probabilities (n, 10) against labels (n,)."""
+    """Accuracy, loss, confusion matrix and per-class accuracy of probabilities (n, 10) against
+    labels (n,)."""
     loss, accuracy = score(probs, y)
     matrix = confusion_matrix(y, probs.argmax(axis=1))
     return {

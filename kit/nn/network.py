@@ -52,16 +52,20 @@ class Network:
         """Move every parameter and gradient into one flat vector each (kit.optim.FlatParameters,
         weights and kernels first) and give the layers views into them; values are unchanged.
         Layers always write their gradients in place into grads[...], so the views stay live."""
-        parameters = FlatParameters([(f"{i}.{name}", value, name == "w")
-                                          for i, layer in enumerate(self.layers)
-                                          for name, value in layer.params.items()])
+        parameters = FlatParameters(
+            [
+                (f"{i}.{name}", value, name == "w")
+                for i, layer in enumerate(self.layers)
+                for name, value in layer.params.items()
+            ]
+        )
         for i, layer in enumerate(self.layers):
             for name in layer.params:
                 layer.params[name] = parameters.value(f"{i}.{name}")
                 layer.grads[name] = parameters.grad(f"{i}.{name}")
         return parameters
 
-    def replica(self) -> "Network":
+    def replica(self) -> Network:
         """A network that computes with this one's weights and buffers (the same arrays, not
         copies) into gradients and caches of its own: kit.train.Trainer runs it in a second
         thread on another part of each batch (or of the validation rows). Its batch norm uses
@@ -99,8 +103,8 @@ class Network:
         """Softmax probabilities (n, 10) of float32 inputs (n, 784), evaluated in large batches."""
         out = np.empty((len(x), N_CLASSES), dtype=np.float32)
         for start in range(0, len(x), batch_size):
-            logits = self.forward(x[start:start + batch_size], training=False)
-            out[start:start + batch_size] = softmax(logits)
+            logits = self.forward(x[start : start + batch_size], training=False)
+            out[start : start + batch_size] = softmax(logits)
         return out
 
 
@@ -120,7 +124,7 @@ class Replicas:
         self.pool = ThreadPoolExecutor(n - 1, thread_name_prefix="kit-replica") if n > 1 else None
 
     @classmethod
-    def for_cores(cls, network: Network) -> "Replicas":
+    def for_cores(cls, network: Network) -> Replicas:
         """One network per BLAS thread for a convolutional network, else the network alone."""
         conv = any(isinstance(layer, image_layers.Conv2D) for layer in network.layers)
         return cls(network, blas_threads_now() if conv else 1)
@@ -143,8 +147,12 @@ class Replicas:
         if len(bounds) == 2:
             return self.networks[0].predict_proba(x, batch_size)
         with limit_blas(1):
-            parts = self.run([lambda i=i: self.networks[i].predict_proba(x[bounds[i]:bounds[i + 1]], batch_size)
-                              for i in range(len(bounds) - 1)])
+            parts = self.run(
+                [
+                    lambda i=i: self.networks[i].predict_proba(x[bounds[i] : bounds[i + 1]], batch_size)
+                    for i in range(len(bounds) - 1)
+                ]
+            )
         return np.concatenate(parts)
 
     def close(self) -> None:

@@ -62,8 +62,13 @@ class Optimizer:
 
     moments: tuple[str, ...] = ()  # attributes holding one array per group (saved for a resumed run)
 
-    def __init__(self, parameters: FlatParameters, weight_decay: float = 0.0, momentum: float = 0.9,
-                 grad_clip: float = 0.0) -> None:
+    def __init__(
+        self,
+        parameters: FlatParameters,
+        weight_decay: float = 0.0,
+        momentum: float = 0.9,
+        grad_clip: float = 0.0,
+    ) -> None:
         self.parameters = parameters
         self.groups = parameters.groups()
         self.weight_decay = weight_decay
@@ -72,7 +77,9 @@ class Optimizer:
         self.t = 0
         self.scratch = [np.empty_like(p) for p, _, _ in self.groups]
 
-    def step(self, lr: float, parts: int = 1, run: Callable[[list[Callable[[], None]]], None] | None = None) -> None:
+    def step(
+        self, lr: float, parts: int = 1, run: Callable[[list[Callable[[], None]]], None] | None = None
+    ) -> None:
         """Update every parameter from its gradient. With `parts` > 1 each group is cut into
         that many slices, and `run` receives one task per slice index, to run them at once (the
         trainer's threads: every update is elementwise, so slices are independent)."""
@@ -85,6 +92,7 @@ class Optimizer:
                 for i, (param, grad, decay) in enumerate(self.groups):
                     sl = slice(len(param) * k // parts, len(param) * (k + 1) // parts)
                     self.update(i, sl, param[sl], grad[sl], decay, lr)
+
             return update_slices
 
         tasks = [task(k) for k in range(parts)]

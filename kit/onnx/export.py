@@ -32,23 +32,25 @@ from pathlib import Path
 
 import numpy as np
 
+from kit.core.atomic import atomic_path
+from kit.core.console import log
+from kit.core.errors import KitError
+from kit.core.mnist import IMAGE_SIDE, N_CLASSES, N_PIXELS
 from kit.core.version import VERSION
 from kit.nn import image_layers
 from kit.nn import layers as L
-from kit.core.console import log
-from kit.core.mnist import IMAGE_SIDE, N_CLASSES, N_PIXELS
-from kit.core.errors import KitError
-from kit.core.atomic import atomic_path
-from kit.run.model import Model
 from kit.run.folders import resolve_model
+from kit.run.model import Model
 
 OPSET = 17
 IR_VERSION = 8
 INPUT = "pixels"
 PROBABILITIES = "probabilities"
 LABEL = "label"
-INPUT_MEANING = ("pixels: float32 [N, 784], raw 0..255 values of test.csv's pixel0..pixel783 columns "
-                 "(scaled by 1/255 inside the graph); outputs probabilities float32 [N, 10], label int64 [N]")
+INPUT_MEANING = (
+    "pixels: float32 [N, 784], raw 0..255 values of test.csv's pixel0..pixel783 columns "
+    "(scaled by 1/255 inside the graph); outputs probabilities float32 [N, 10], label int64 [N]"
+)
 CALIBRATION_ROWS = 3000  # training rows the int8 model's activation ranges are measured on
 # The ops that hold weights, and those between them that run on uint8 as they are, so the
 # activations stay quantized from one Conv to the next (with Conv and Gemm alone the CNN's
@@ -94,8 +96,10 @@ def _f32(a: np.ndarray) -> np.ndarray:
 
 def _unknown(where: str, layer, why: str = "") -> KitError:
     known = "Dense, ReLU, LeakyReLU, Tanh, Sigmoid, Dropout, BatchNorm, Conv2D, MaxPool2D, Flatten, Reshape"
-    return KitError(f"cannot export {where} ({type(layer).__name__}){': ' + why if why else ''}; "
-                    f"the ONNX exporter knows {known}")
+    return KitError(
+        f"cannot export {where} ({type(layer).__name__}){': ' + why if why else ''}; "
+        f"the ONNX exporter knows {known}"
+    )
 
 
 def _setting(layer, name: str, where: str):
@@ -106,8 +110,9 @@ def _setting(layer, name: str, where: str):
     return getattr(layer, name)
 
 
-def _layer_nodes(graph: _Graph, layer: L.Layer, x: str, shape: tuple[int, ...], where: str
-                 ) -> tuple[str, tuple[int, ...]]:
+def _layer_nodes(
+    graph: _Graph, layer: L.Layer, x: str, shape: tuple[int, ...], where: str
+) -> tuple[str, tuple[int, ...]]:
     """Append one layer's nodes after tensor x, whose per-row shape is `shape`;
     return the output tensor and its per-row shape."""
     kind = type(layer)  # exact types: a subclass may compute something else
@@ -116,7 +121,9 @@ def _layer_nodes(graph: _Graph, layer: L.Layer, x: str, shape: tuple[int, ...], 
         w, b = layer.params["w"], layer.params["b"]
         if shape != (w.shape[0],):
             raise _unknown(where, layer, f"takes {w.shape[0]} features but gets shape {shape}")
-        out = graph.node("Gemm", [x, graph.const(f"{hint}.w", _f32(w)), graph.const(f"{hint}.b", _f32(b))], hint)
+        out = graph.node(
+            "Gemm", [x, graph.const(f"{hint}.w", _f32(w)), graph.const(f"{hint}.b", _f32(b))], hint
+        )
         return out, (w.shape[1],)
     if kind in (L.ReLU, L.LeakyReLU):
         slope = float(_setting(layer, "slope", where))
@@ -135,17 +142,27 @@ def _layer_nodes(graph: _Graph, layer: L.Layer, x: str, shape: tuple[int, ...], 
         mean, var = layer.buffers["running_mean"], layer.buffers["running_var"]
         if len(shape) not in (1, 3) or shape[0] != len(gamma):
             raise _unknown(where, layer, f"has {len(gamma)} channels but gets shape {shape}")
-        inputs = [x] + [graph.const(f"{hint}.{n}", _f32(v)) for n, v in
-                        (("gamma", gamma), ("beta", beta), ("running_mean", mean), ("running_var", var))]
-        return graph.node("BatchNormalization", inputs, hint, epsilon=float(_setting(layer, "eps", where))), shape
+        inputs = [x] + [
+            graph.const(f"{hint}.{n}", _f32(v))
+            for n, v in (("gamma", gamma), ("beta", beta), ("running_mean", mean), ("running_var", var))
+        ]
+        return graph.node(
+            "BatchNormalization", inputs, hint, epsilon=float(_setting(layer, "eps", where))
+        ), shape
     if kind is image_layers.Conv2D:
         w, b = layer.params["w"], layer.params["b"]
         c_out, c_in, k, k2 = w.shape
         p = int(_setting(layer, "padding", where))
         if len(shape) != 3 or shape[0] != c_in or k != k2:
             raise _unknown(where, layer, f"kernel {w.shape} does not fit input shape {shape}")
-        out = graph.node("Conv", [x, graph.const(f"{hint}.w", _f32(w)), graph.const(f"{hint}.b", _f32(b))], hint,
-                         kernel_shape=[k, k], pads=[p, p, p, p], strides=[1, 1])
+        out = graph.node(
+            "Conv",
+            [x, graph.const(f"{hint}.w", _f32(w)), graph.const(f"{hint}.b", _f32(b))],
+            hint,
+            kernel_shape=[k, k],
+            pads=[p, p, p, p],
+            strides=[1, 1],
+        )
         side_h, side_w = shape[1] + 2 * p - k + 1, shape[2] + 2 * p - k + 1
         s = int(_setting(layer, "pool", where))
         if s > 1:  # the kit fuses the pooling into the convolution; ONNX has its own node
@@ -174,8 +191,12 @@ def _tta_views(graph: _Graph, x: str) -> tuple[str, int]:
     from kit.data.augment import TTA_SHIFTS
 
     side = IMAGE_SIDE
-    images = graph.node("Reshape", [x, graph.const("tta.image_shape", np.array([0, side, side], np.int64))], "tta")
-    padded = graph.node("Pad", [images, graph.const("tta.pads", np.array([0, 1, 1, 0, 1, 1], np.int64))], "tta")
+    images = graph.node(
+        "Reshape", [x, graph.const("tta.image_shape", np.array([0, side, side], np.int64))], "tta"
+    )
+    padded = graph.node(
+        "Pad", [images, graph.const("tta.pads", np.array([0, 1, 1, 0, 1, 1], np.int64))], "tta"
+    )
     axes = graph.const("tta.axes", np.array([1, 2], np.int64))
     row_shape = graph.const("tta.row_shape", np.array([0, N_PIXELS], np.int64))
     views = [x]
@@ -197,7 +218,9 @@ def build_onnx(model: Model, tta: bool | None = None):
     tta = model.config.tta if tta is None else tta
     graph = _Graph()
     graph.name(INPUT)
-    scaled = graph.node("Mul", [INPUT, graph.const("scale_1_255", np.array(1.0 / 255.0, np.float32))], "to_float")
+    scaled = graph.node(
+        "Mul", [INPUT, graph.const("scale_1_255", np.array(1.0 / 255.0, np.float32))], "to_float"
+    )
     x, n_views = _tta_views(graph, scaled) if tta else (scaled, 1)
     member_probs = []
     for m, member in enumerate(model.members):
@@ -205,47 +228,65 @@ def build_onnx(model: Model, tta: bool | None = None):
         for i, layer in enumerate(member.layers):
             h, shape = _layer_nodes(graph, layer, h, shape, f"member {m} layer {i}")
         if shape != (N_CLASSES,):
-            raise KitError(f"cannot export member {m}: its last layer gives shape {shape}, not ({N_CLASSES},)")
+            raise KitError(
+                f"cannot export member {m}: its last layer gives shape {shape}, not ({N_CLASSES},)"
+            )
         member_probs.append(graph.node("Softmax", [h], f"member{m}", axis=-1))
     total = member_probs[0] if len(member_probs) == 1 else graph.node("Sum", member_probs, "members")
     if n_views > 1:  # (views * N, 10) -> (views, N, 10), summed over the views
-        stacked = graph.node("Reshape", [total, graph.const("tta.stack", np.array([n_views, -1, N_CLASSES], np.int64))],
-                             "tta")
-        total = graph.node("ReduceSum", [stacked, graph.const("tta.view_axis", np.array([0], np.int64))], "tta",
-                           keepdims=0)
+        stacked = graph.node(
+            "Reshape", [total, graph.const("tta.stack", np.array([n_views, -1, N_CLASSES], np.int64))], "tta"
+        )
+        total = graph.node(
+            "ReduceSum", [stacked, graph.const("tta.view_axis", np.array([0], np.int64))], "tta", keepdims=0
+        )
     count = len(member_probs) * n_views
     graph.name(PROBABILITIES)
     graph.name(LABEL)
     if count == 1:
         graph.node("Identity", [total], "mean", output=PROBABILITIES)
     else:
-        graph.node("Div", [total, graph.const("n_averaged", np.array(count, np.float32))], "mean",
-                   output=PROBABILITIES)
+        graph.node(
+            "Div",
+            [total, graph.const("n_averaged", np.array(count, np.float32))],
+            "mean",
+            output=PROBABILITIES,
+        )
     graph.node("ArgMax", [PROBABILITIES], "label", output=LABEL, axis=1, keepdims=0)
 
     onnx_graph = helper.make_graph(
-        graph.nodes, "digit_recognizer",
+        graph.nodes,
+        "digit_recognizer",
         [helper.make_tensor_value_info(INPUT, TensorProto.FLOAT, ["N", N_PIXELS])],
-        [helper.make_tensor_value_info(PROBABILITIES, TensorProto.FLOAT, ["N", N_CLASSES]),
-         helper.make_tensor_value_info(LABEL, TensorProto.INT64, ["N"])],
+        [
+            helper.make_tensor_value_info(PROBABILITIES, TensorProto.FLOAT, ["N", N_CLASSES]),
+            helper.make_tensor_value_info(LABEL, TensorProto.INT64, ["N"]),
+        ],
         graph.initializers,
     )
     onnx_graph.input[0].doc_string = "raw pixel values 0..255, float32, test.csv's column order"
-    proto = helper.make_model(onnx_graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="digit-kit", producer_version=VERSION,
-                              doc_string="Digit Recognizer network exported by kit/export.py")
+    proto = helper.make_model(
+        onnx_graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        producer_name="digit-kit",
+        producer_version=VERSION,
+        doc_string="Digit Recognizer network exported by kit/export.py",
+    )
     proto.ir_version = IR_VERSION
     meta = model.meta
-    helper.set_model_props(proto, {
-        "run_id": str(meta.get("run_id", "unknown")),
-        "preset": str(meta.get("preset", model.config.preset)),
-        "val_accuracy": "" if meta.get("val_accuracy") is None else f"{meta['val_accuracy']:.6f}",
-        "kit_version": VERSION,
-        "input": INPUT_MEANING,
-        "members": str(len(model.members)),
-        "tta": str(int(bool(tta))),
-        "config": model.config.to_json(),
-    })
+    helper.set_model_props(
+        proto,
+        {
+            "run_id": str(meta.get("run_id", "unknown")),
+            "preset": str(meta.get("preset", model.config.preset)),
+            "val_accuracy": "" if meta.get("val_accuracy") is None else f"{meta['val_accuracy']:.6f}",
+            "kit_version": VERSION,
+            "input": INPUT_MEANING,
+            "members": str(len(model.members)),
+            "tta": str(int(bool(tta))),
+            "config": model.config.to_json(),
+        },
+    )
     onnx.checker.check_model(proto, full_check=True)
     return proto
 
@@ -261,7 +302,7 @@ def default_onnx_path(model_file: Path) -> Path:
 
 
 def int8_path(onnx_path: Path) -> Path:
-    return onnx_path.with_name(onnx_path.name[:-len(".onnx")] + ".int8.onnx")
+    return onnx_path.with_name(onnx_path.name[: -len(".onnx")] + ".int8.onnx")
 
 
 def recorded_train_path(model_file: Path) -> str | None:
@@ -281,8 +322,10 @@ def run_rows(model_file: Path, model: Model, train_path: str | os.PathLike | Non
     if train_path is None:
         train_path = recorded_train_path(model_file)
         if train_path is None:
-            raise KitError(f"{model_file.resolve().parent / 'metrics.json'}: does not name the run's train.csv; "
-                           "give TRAIN=path/to/train.csv")
+            raise KitError(
+                f"{model_file.resolve().parent / 'metrics.json'}: does not name the run's train.csv; "
+                "give TRAIN=path/to/train.csv"
+            )
     if not Path(train_path).is_file():
         raise KitError(f"{train_path}: the run's training file is not there; give TRAIN=path/to/train.csv")
     config = model.config
@@ -295,8 +338,13 @@ def quantize_onnx(float_path: Path, out_path: Path, calibration_rows: np.ndarray
     """Static int8 quantization of an exported model (QDQ format) with onnxruntime.quantization:
     weights int8 per output channel, activations uint8 with ranges measured (min/max) on
     calibration_rows (n, 784) raw 0..255 float32. Only QUANTIZED_OPS are quantized."""
-    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
-                                          quant_pre_process, quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quant_pre_process,
+        quantize_static,
+    )
 
     class Rows(CalibrationDataReader):
         def __init__(self) -> None:
@@ -304,7 +352,7 @@ def quantize_onnx(float_path: Path, out_path: Path, calibration_rows: np.ndarray
 
         def get_next(self):
             start = next(self.batches, None)
-            return None if start is None else {INPUT: calibration_rows[start:start + batch]}
+            return None if start is None else {INPUT: calibration_rows[start : start + batch]}
 
     # onnxruntime's recommended pre-processing: shape inference, and graph optimisations such as
     # folding a Conv's batch norm into its weights (one quantized tensor instead of two steps).
@@ -312,19 +360,32 @@ def quantize_onnx(float_path: Path, out_path: Path, calibration_rows: np.ndarray
     prepared = out_path.with_name(out_path.name + ".prepared.onnx")
     try:
         quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
-        quantize_static(str(prepared), str(out_path), Rows(), quant_format=QuantFormat.QDQ,
-                        op_types_to_quantize=QUANTIZED_OPS, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+        quantize_static(
+            str(prepared),
+            str(out_path),
+            Rows(),
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=QUANTIZED_OPS,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+        )
     except Exception as error:  # onnxruntime's own exception types; the export then writes nothing
         first = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise KitError(f"int8 quantization failed ({type(error).__name__}: {first}); nothing was written") from None
+        raise KitError(
+            f"int8 quantization failed ({type(error).__name__}: {first}); nothing was written"
+        ) from None
     finally:
         prepared.unlink(missing_ok=True)
 
 
-def export_run(model_path: str | os.PathLike = "models", out_path: str | os.PathLike | None = None,
-               quantize: bool = False, train_path: str | os.PathLike | None = None,
-               tta: bool | None = None) -> dict:
+def export_run(
+    model_path: str | os.PathLike = "models",
+    out_path: str | os.PathLike | None = None,
+    quantize: bool = False,
+    train_path: str | os.PathLike | None = None,
+    tta: bool | None = None,
+) -> dict:
     """`kit export`: write the run's model.onnx (and with quantize, model.int8.onnx), each
     atomically; nothing is written when the export or the quantization fails. Returns
     {"onnx", "int8"?: paths, "bytes"/"int8_bytes", "val_accuracy"/"int8_val_accuracy"?}."""
@@ -360,18 +421,24 @@ def export_run(model_path: str | os.PathLike = "models", out_path: str | os.Path
 
 
 def report(result: dict, model: Model) -> None:
-    log(f"wrote {result['onnx']} ({result['bytes'] / 1024:.1f} KiB; opset {OPSET}, IR version {IR_VERSION}; "
-        f"run {model.meta.get('run_id', 'unknown')}, {len(model.members)} member(s))")
+    log(
+        f"wrote {result['onnx']} ({result['bytes'] / 1024:.1f} KiB; opset {OPSET}, IR version {IR_VERSION}; "
+        f"run {model.meta.get('run_id', 'unknown')}, {len(model.members)} member(s))"
+    )
     if "int8" not in result:
         return
-    log(f"wrote {result['int8']} ({result['int8_bytes'] / 1024:.1f} KiB, "
+    log(
+        f"wrote {result['int8']} ({result['int8_bytes'] / 1024:.1f} KiB, "
         f"{100 * result['int8_bytes'] / result['bytes']:.1f}% of the float file; "
-        f"static QDQ int8, calibrated on {result['calibration_rows']} training rows)")
+        f"static QDQ int8, calibrated on {result['calibration_rows']} training rows)"
+    )
     if "val_accuracy" not in result:
         log("no validation rows (trained with VAL_FRACTION=0): accuracies not measured")
         return
     change = 100 * (result["int8_val_accuracy"] - result["val_accuracy"])
-    log(f"validation accuracy on {result['n_val']} rows: float {result['val_accuracy']:.4f}, "
-        f"int8 {result['int8_val_accuracy']:.4f} (int8 minus float: {change:+.2f} points)")
+    log(
+        f"validation accuracy on {result['n_val']} rows: float {result['val_accuracy']:.4f}, "
+        f"int8 {result['int8_val_accuracy']:.4f} (int8 minus float: {change:+.2f} points)"
+    )
     if model.config.refit:
         log("note: this model was refit on all rows, validation rows included; these scores are optimistic")

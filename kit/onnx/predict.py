@@ -1,7 +1,7 @@
 """Predicting with an exported model through onnxruntime (`make submit ONNX=...`, the bench, the tests).
 
-    OnnxModel(path).predict_proba(pixels (n, 784) raw 0..255) -> (n, 10) float32
-    OnnxModel(path).predict(pixels) -> (n,) int64
+OnnxModel(path).predict_proba(pixels (n, 784) raw 0..255) -> (n, 10) float32
+OnnxModel(path).predict(pixels) -> (n,) int64
 """
 
 from __future__ import annotations
@@ -44,10 +44,13 @@ class OnnxModel:
 
         self.path = Path(path)
         if not self.path.is_file():
-            raise KitError(f"{self.path}: no exported model there; run `make export` first (or give ONNX=path.onnx)")
+            raise KitError(
+                f"{self.path}: no exported model there; run `make export` first (or give ONNX=path.onnx)"
+            )
         try:
-            self.session = ort.InferenceSession(str(self.path), session_options(threads),
-                                                providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(
+                str(self.path), session_options(threads), providers=["CPUExecutionProvider"]
+            )
         except Exception as error:  # onnxruntime raises its own exception types for unreadable files
             first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
             raise KitError(f"{self.path}: onnxruntime cannot load it ({first}); export it again") from None
@@ -64,8 +67,8 @@ class OnnxModel:
         pixels = np.asarray(pixels)
         out = np.empty((len(pixels), 10), dtype=np.float32)
         for start in range(0, len(pixels), batch_rows):
-            part = np.ascontiguousarray(pixels[start:start + batch_rows], dtype=np.float32)
-            out[start:start + len(part)] = self.session.run(["probabilities"], {"pixels": part})[0]
+            part = np.ascontiguousarray(pixels[start : start + batch_rows], dtype=np.float32)
+            out[start : start + len(part)] = self.session.run(["probabilities"], {"pixels": part})[0]
         return out
 
     def predict(self, pixels: np.ndarray, batch_rows: int = BATCH_ROWS) -> np.ndarray:
@@ -73,16 +76,21 @@ class OnnxModel:
         pixels = np.asarray(pixels)
         out = np.empty(len(pixels), dtype=np.int64)
         for start in range(0, len(pixels), batch_rows):
-            part = np.ascontiguousarray(pixels[start:start + batch_rows], dtype=np.float32)
-            out[start:start + len(part)] = self.session.run(["label"], {"pixels": part})[0]
+            part = np.ascontiguousarray(pixels[start : start + batch_rows], dtype=np.float32)
+            out[start : start + len(part)] = self.session.run(["label"], {"pixels": part})[0]
         return out
 
     def accuracy(self, pixels: np.ndarray, labels: np.ndarray) -> float:
         return float(np.mean(self.predict(pixels) == labels))
 
 
-def submit_onnx(onnx_path: str | os.PathLike, test_path: str | os.PathLike, out_path: str | os.PathLike,
-                sample_path: str | os.PathLike | None = None, tta: bool | None = None) -> Path:
+def submit_onnx(
+    onnx_path: str | os.PathLike,
+    test_path: str | os.PathLike,
+    out_path: str | os.PathLike,
+    sample_path: str | os.PathLike | None = None,
+    tta: bool | None = None,
+) -> Path:
     """`make submit ONNX=`: every row of test.csv through onnxruntime, written as `make submit`
     writes (kit.run.predict.write_submission_files); submission.json says "engine": "onnxruntime"."""
     from kit.data.load import load_test
@@ -90,8 +98,17 @@ def submit_onnx(onnx_path: str | os.PathLike, test_path: str | os.PathLike, out_
 
     model = OnnxModel(onnx_path)
     if tta is not None and tta != model.tta:
-        raise KitError(f"{onnx_path}: test-time augmentation is {'on' if model.tta else 'off'} inside the "
-                       f"exported graph; export again with TTA={int(tta)} instead of passing it to submit")
+        raise KitError(
+            f"{onnx_path}: test-time augmentation is {'on' if model.tta else 'off'} inside the "
+            f"exported graph; export again with TTA={int(tta)} instead of passing it to submit"
+        )
     labels = model.predict(load_test(test_path).x)
-    return write_submission_files(labels, {**model.meta, "engine": "onnxruntime"}, model.path, test_path,
-                                  out_path, sample_path, used_tta=model.tta)
+    return write_submission_files(
+        labels,
+        {**model.meta, "engine": "onnxruntime"},
+        model.path,
+        test_path,
+        out_path,
+        sample_path,
+        used_tta=model.tta,
+    )

@@ -28,11 +28,11 @@ from pathlib import Path
 import numpy as np
 
 from kit.config import Config
+from kit.core.atomic import atomic_open
 from kit.core.console import log
+from kit.core.errors import KitError
 from kit.core.mnist import N_CLASSES
 from kit.data.load import class_counts, load_test, load_train, stratified_split, to_float
-from kit.core.errors import KitError
-from kit.core.atomic import atomic_open
 from kit.report.plots import plot_confusion, plot_curves, plot_digits
 
 REPORT_NAME = "report.html"
@@ -93,7 +93,9 @@ def find_run_dir(path: str | os.PathLike) -> Path:
     path = Path(path)
     if not path.exists():
         raise KitError(f"{path}: no such run folder; give MODEL=models/<run-id> (`make runs` lists them)")
-    if path.is_dir() and any((path / name).exists() for name in ("metrics.json", "history.csv", "config.json")):
+    if path.is_dir() and any(
+        (path / name).exists() for name in ("metrics.json", "history.csv", "config.json")
+    ):
         return path.resolve()
     return resolve_run_dir(path)
 
@@ -121,7 +123,9 @@ def read_run(run_dir: Path) -> Run:
         run.notes.append("no readable metrics.json: scores, timings and row counts are missing")
     try:
         with open(run_dir / "history.csv", newline="") as handle:
-            run.history = [{"member": 0, **{k: _number(v) for k, v in row.items()}} for row in csv.DictReader(handle)]
+            run.history = [
+                {"member": 0, **{k: _number(v) for k, v in row.items()}} for row in csv.DictReader(handle)
+            ]
     except OSError:
         run.notes.append("no history.csv: no learning curves")
     return run
@@ -141,24 +145,32 @@ def evaluate_validation(run: Run) -> Validation | None:
     if config is None or run.model is None:
         return None
     if config.val_fraction <= 0:
-        run.notes.append("trained with VAL_FRACTION=0: no validation rows, so no confusion matrix or mistakes")
+        run.notes.append(
+            "trained with VAL_FRACTION=0: no validation rows, so no confusion matrix or mistakes"
+        )
         return None
     if not train_path or not Path(train_path).exists():
-        run.notes.append(f"the training file {train_path or '(not recorded by this older run)'} is not there, "
-                         "so no mistakes gallery; give it back at that path and run `make report` again")
+        run.notes.append(
+            f"the training file {train_path or '(not recorded by this older run)'} is not there, "
+            "so no mistakes gallery; give it back at that path and run `make report` again"
+        )
         return None
     dataset = load_train(train_path)
     labels = dataset.y.astype(np.int64)
     # the split is the first thing the run's rng drew (kit.data.load_split), so this is the same split
     train_idx, val_idx = stratified_split(labels, config.val_fraction, np.random.default_rng(config.seed))
     if run.metrics.get("n_val") not in (None, len(val_idx)):
-        run.notes.append(f"{train_path} now gives {len(val_idx)} validation rows where the run had "
-                         f"{run.metrics['n_val']}; has the file changed since?")
+        run.notes.append(
+            f"{train_path} now gives {len(val_idx)} validation rows where the run had "
+            f"{run.metrics['n_val']}; has the file changed since?"
+        )
     pixels = dataset.x[val_idx]
     probs = run.model.predict_proba(to_float(pixels), tta=False)
     if config.refit:
-        run.notes.append("refit on all rows: the model has seen these validation rows, so the gallery and "
-                         "matrix below are optimistic")
+        run.notes.append(
+            "refit on all rows: the model has seen these validation rows, so the gallery and "
+            "matrix below are optimistic"
+        )
     return Validation(pixels, labels[val_idx], probs, val_idx + 2, class_counts(labels[train_idx]))
 
 
@@ -188,25 +200,43 @@ def mistakes_of(validation: Validation) -> list[dict]:
     wrong = np.flatnonzero(predicted != validation.labels)
     confidence = validation.probs[wrong, predicted[wrong]]
     order = wrong[np.argsort(-confidence, kind="stable")][:MAX_MISTAKES]
-    return [{"index": int(i), "line": int(validation.lines[i]), "true": int(validation.labels[i]),
-             "predicted": int(predicted[i]), "confidence": float(validation.probs[i, predicted[i]]),
-             "p_true": float(validation.probs[i, validation.labels[i]])} for i in order]
+    return [
+        {
+            "index": int(i),
+            "line": int(validation.lines[i]),
+            "true": int(validation.labels[i]),
+            "predicted": int(predicted[i]),
+            "confidence": float(validation.probs[i, predicted[i]]),
+            "p_true": float(validation.probs[i, validation.labels[i]]),
+        }
+        for i in order
+    ]
 
 
 def unsure_test_rows(run: Run, submission: dict) -> tuple[np.ndarray, list[dict]] | None:
     """The N_UNSURE test rows with the lowest top probability: (pixels (k, 784), rows)."""
     test_path = submission.get("test")
     if not test_path or not Path(test_path).exists():
-        run.notes.append(f"the run's submission ({submission['json']}) names no test file that is still there "
-                         f"({test_path or 'not recorded: `make submit` again'}), so no least-sure test rows")
+        run.notes.append(
+            f"the run's submission ({submission['json']}) names no test file that is still there "
+            f"({test_path or 'not recorded: `make submit` again'}), so no least-sure test rows"
+        )
         return None
     test = load_test(test_path)
     probs = run.model.predict_proba(to_float(test.x), tta=submission.get("tta"))
     top_two = np.argsort(-probs, axis=1)[:, :2]
     top_p = probs[np.arange(len(probs)), top_two[:, 0]]
     order = np.argsort(top_p, kind="stable")[:N_UNSURE]
-    rows = [{"image_id": int(i) + 1, "first": int(top_two[i, 0]), "p_first": float(probs[i, top_two[i, 0]]),
-             "second": int(top_two[i, 1]), "p_second": float(probs[i, top_two[i, 1]])} for i in order]
+    rows = [
+        {
+            "image_id": int(i) + 1,
+            "first": int(top_two[i, 0]),
+            "p_first": float(probs[i, top_two[i, 0]]),
+            "second": int(top_two[i, 1]),
+            "p_second": float(probs[i, top_two[i, 1]]),
+        }
+        for i in order
+    ]
     return test.x[order], rows
 
 
@@ -229,8 +259,12 @@ def write_report(run_path: str | os.PathLike, submissions_dir: str | os.PathLike
         # an older run names only its best epoch, not each member's
         members = metrics.get("members") or [{"member": 0, "best_epoch": metrics.get("best_epoch")}]
         images.append(plot_curves(run.history, members, run_dir / CURVES_PNG))
-        sections.append(_section("Learning curves", _img(CURVES_PNG, "loss, accuracy and learning rate per epoch")
-                                 + _epochs_note(run)))
+        sections.append(
+            _section(
+                "Learning curves",
+                _img(CURVES_PNG, "loss, accuracy and learning rate per epoch") + _epochs_note(run),
+            )
+        )
 
     validation = evaluate_validation(run)
     if validation is not None:
@@ -238,28 +272,46 @@ def write_report(run_path: str | os.PathLike, submissions_dir: str | os.PathLike
 
         labels = list(range(N_CLASSES))
         matrix = confusion_matrix(validation.labels, validation.predicted, labels=labels)
-        per_class = classification_report(validation.labels, validation.predicted, labels=labels,
-                                          output_dict=True, zero_division=0)
+        per_class = classification_report(
+            validation.labels, validation.predicted, labels=labels, output_dict=True, zero_division=0
+        )
     else:
         matrix = np.array(metrics["confusion_matrix"]) if "confusion_matrix" in metrics else None
         per_class = None
     if matrix is not None:
         images.append(plot_confusion(matrix, run_dir / CONFUSION_PNG))
-        sections.append(_section("Confusion matrix", _img(CONFUSION_PNG, "confusion matrix heat maps")
-                                 + (_per_class_table(per_class) if per_class else "")))
+        sections.append(
+            _section(
+                "Confusion matrix",
+                _img(CONFUSION_PNG, "confusion matrix heat maps")
+                + (_per_class_table(per_class) if per_class else ""),
+            )
+        )
 
     mistakes: list[dict] = []
     if validation is not None:
         mistakes = mistakes_of(validation)
         if mistakes:
-            captions = [f"true {m['true']} → {m['predicted']}\n{_percent(m['confidence'])}, line {m['line']}"
-                        for m in mistakes]
-            images.append(plot_digits(validation.pixels[[m["index"] for m in mistakes]], captions,
-                                      run_dir / MISTAKES_PNG, ["#b00020"] * len(mistakes)))
+            captions = [
+                f"true {m['true']} → {m['predicted']}\n{_percent(m['confidence'])}, line {m['line']}"
+                for m in mistakes
+            ]
+            images.append(
+                plot_digits(
+                    validation.pixels[[m["index"] for m in mistakes]],
+                    captions,
+                    run_dir / MISTAKES_PNG,
+                    ["#b00020"] * len(mistakes),
+                )
+            )
             n_wrong = int(np.count_nonzero(validation.predicted != validation.labels))
-            body = (f"<p>{len(mistakes)} of the {n_wrong} misclassified validation rows, most confident first "
-                    "(caption: true label → predicted, the model's confidence in it, the row's line in train.csv).</p>"
-                    + _img(MISTAKES_PNG, "misclassified validation digits") + _mistakes_table(mistakes))
+            body = (
+                f"<p>{len(mistakes)} of the {n_wrong} misclassified validation rows, most confident first "
+                "(caption: true label → predicted, the model's confidence in it, the row's line in "
+                "train.csv).</p>"
+                + _img(MISTAKES_PNG, "misclassified validation digits")
+                + _mistakes_table(mistakes)
+            )
         else:
             body = "<p>No validation row is misclassified.</p>"
         sections.append(_section("Worst validation mistakes", body))
@@ -268,20 +320,34 @@ def write_report(run_path: str | os.PathLike, submissions_dir: str | os.PathLike
     run_id = run_dir.name
     submission = latest_submission(run_id, Path(submissions_dir)) if run.model is not None else None
     if run.model is not None and submission is None:
-        run.notes.append(f"no submission of this run under {submissions_dir}/ yet, so no least-sure test rows "
-                         "(`make submit MODEL=...` then `make report`)")
+        run.notes.append(
+            f"no submission of this run under {submissions_dir}/ yet, so no least-sure test rows "
+            "(`make submit MODEL=...` then `make report`)"
+        )
     if submission is not None:
         found = unsure_test_rows(run, submission)
         if found is not None:
             pixels, unsure = found
-            captions = [f"#{u['image_id']}: {u['first']} {_percent(u['p_first'])}\nor {u['second']} {_percent(u['p_second'])}"
-                        for u in unsure]
+            captions = [
+                f"#{u['image_id']}: {u['first']} {_percent(u['p_first'])}\nor {u['second']} "
+                f"{_percent(u['p_second'])}"
+                for u in unsure
+            ]
             images.append(plot_digits(pixels, captions, run_dir / UNSURE_PNG))
-            sections.append(_section("Test rows the model is least sure of", (
-                f"<p>From {html.escape(str(submission['test']))} as submitted in "
-                f"{html.escape(submission['json'])}: the {len(unsure)} rows with the lowest top probability "
-                "(caption: ImageId: first choice and its probability, or the second). Look at these before "
-                "uploading.</p>") + _img(UNSURE_PNG, "least sure test digits")))
+            sections.append(
+                _section(
+                    "Test rows the model is least sure of",
+                    (
+                        f"<p>From {html.escape(str(submission['test']))} as submitted in "
+                        f"{html.escape(submission['json'])}: the {len(unsure)} rows with the lowest top "
+                        "probability "
+                        "(caption: ImageId: first choice and its probability, or the second). Look at "
+                        "these before "
+                        "uploading.</p>"
+                    )
+                    + _img(UNSURE_PNG, "least sure test digits"),
+                )
+            )
 
     sections.append(_section("Run", _run_tables(run, validation)))
     path = run_dir / REPORT_NAME
@@ -297,15 +363,16 @@ def write_report(run_path: str | os.PathLike, submissions_dir: str | os.PathLike
 
 
 CSS = """
-body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0 auto; max-width: 1320px;
-       padding: 1rem 1.5rem 3rem; color: #222; line-height: 1.45; }
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0 auto;
+       max-width: 1320px; padding: 1rem 1.5rem 3rem; color: #222; line-height: 1.45; }
 h1 { font-size: 1.5rem; margin-bottom: .2rem; } h2 { font-size: 1.2rem; border-bottom: 1px solid #ddd; }
 img { max-width: 100%; height: auto; display: block; }
 table { border-collapse: collapse; font-size: .9rem; margin: .5rem 0; }
 td, th { border: 1px solid #ddd; padding: .2rem .55rem; text-align: right; }
 th { background: #f4f4f4; } td.k { text-align: left; font-family: ui-monospace, monospace; }
 .notes { background: #fff6d6; border: 1px solid #e8d48a; padding: .5rem 1rem; }
-.summary { font-size: 1.05rem; } .tables { display: flex; flex-wrap: wrap; gap: 2rem; align-items: flex-start; }
+.summary { font-size: 1.05rem; }
+.tables { display: flex; flex-wrap: wrap; gap: 2rem; align-items: flex-start; }
 details { margin: .5rem 0; } small { color: #666; }
 """
 
@@ -314,24 +381,27 @@ def _page(run: Run, sections: list[str], seconds: float) -> str:
     metrics = run.metrics
     bits = []
     if "val_accuracy" in metrics:
-        bits.append(f"validation accuracy <b>{metrics['val_accuracy']:.4f}</b> (loss {metrics['val_loss']:.4f}) "
-                    f"on {metrics.get('n_val', '?')} rows")
+        bits.append(
+            f"validation accuracy <b>{metrics['val_accuracy']:.4f}</b> (loss {metrics['val_loss']:.4f}) "
+            f"on {metrics.get('n_val', '?')} rows"
+        )
     if metrics.get("best_epoch"):
         bits.append(f"best epoch {metrics['best_epoch']}")
     if "seconds" in metrics:
         bits.append(f"trained in {metrics['seconds']:.1f} s")
     notes = "".join(f"<li>{html.escape(note)}</li>" for note in run.notes)
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>Run {html.escape(run.run_dir.name)}</title><style>{CSS}</style></head><body>\n"
         f"<h1>Run {html.escape(run.run_dir.name)}</h1>\n"
-        f"<p class=\"summary\">preset {html.escape(str(metrics.get('preset', run.config.preset if run.config else '?')))}"
+        '<p class="summary">preset '
+        f"{html.escape(str(metrics.get('preset', run.config.preset if run.config else '?')))}"
         f"{'; ' if bits else ''}{'; '.join(bits)}</p>\n"
-        + (f"<div class=\"notes\"><b>Not shown:</b><ul>{notes}</ul></div>\n" if notes else "")
+        + (f'<div class="notes"><b>Not shown:</b><ul>{notes}</ul></div>\n' if notes else "")
         + "\n".join(sections)
         + f"\n<p><small>written {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())} in {seconds:.1f} s "
-          f"by <code>make report</code> from {html.escape(str(run.run_dir))}</small></p>\n</body></html>\n"
+        f"by <code>make report</code> from {html.escape(str(run.run_dir))}</small></p>\n</body></html>\n"
     )
 
 
@@ -340,15 +410,21 @@ def _section(title: str, body: str) -> str:
 
 
 def _img(name: str, alt: str) -> str:
-    return f"<img src=\"{name}\" alt=\"{html.escape(alt)}\">"
+    return f'<img src="{name}" alt="{html.escape(alt)}">'
 
 
 def _table(header: list[str] | None, rows: list[list], key_column: bool = True) -> str:
     """An HTML table of rows (lists of cells), with a header row when header is given."""
     head = "<tr>" + "".join(f"<th>{html.escape(str(h))}</th>" for h in header) + "</tr>" if header else ""
     body = "".join(
-        "<tr>" + "".join(f"<td{' class=k' if key_column and j == 0 else ''}>{html.escape(str(v))}</td>"
-                         for j, v in enumerate(row)) + "</tr>" for row in rows)
+        "<tr>"
+        + "".join(
+            f"<td{' class=k' if key_column and j == 0 else ''}>{html.escape(str(v))}</td>"
+            for j, v in enumerate(row)
+        )
+        + "</tr>"
+        for row in rows
+    )
     return f"<table>{head}{body}</table>"
 
 
@@ -363,47 +439,88 @@ def _epochs_note(run: Run) -> str:
 
 
 def _per_class_table(report: dict) -> str:
-    rows = [[str(c), f"{report[str(c)]['precision']:.4f}", f"{report[str(c)]['recall']:.4f}",
-             f"{report[str(c)]['f1-score']:.4f}", int(report[str(c)]["support"])] for c in range(N_CLASSES)]
+    rows = [
+        [
+            str(c),
+            f"{report[str(c)]['precision']:.4f}",
+            f"{report[str(c)]['recall']:.4f}",
+            f"{report[str(c)]['f1-score']:.4f}",
+            int(report[str(c)]["support"]),
+        ]
+        for c in range(N_CLASSES)
+    ]
     for name in ("macro avg", "weighted avg"):
         if name in report:
             r = report[name]
-            rows.append([name, f"{r['precision']:.4f}", f"{r['recall']:.4f}", f"{r['f1-score']:.4f}",
-                         int(r["support"])])
-    return ("<p>Per class (scikit-learn's classification_report; recall is the per-class accuracy):</p>"
-            + _table(["class", "precision", "recall", "F1", "rows"], rows))
+            rows.append(
+                [
+                    name,
+                    f"{r['precision']:.4f}",
+                    f"{r['recall']:.4f}",
+                    f"{r['f1-score']:.4f}",
+                    int(r["support"]),
+                ]
+            )
+    return (
+        "<p>Per class (scikit-learn's classification_report; recall is the per-class accuracy):</p>"
+        + _table(["class", "precision", "recall", "F1", "rows"], rows)
+    )
 
 
 def _mistakes_table(mistakes: list[dict]) -> str:
     rows = "".join(
-        f"<tr data-line=\"{m['line']}\" data-true=\"{m['true']}\" data-predicted=\"{m['predicted']}\">"
+        f'<tr data-line="{m["line"]}" data-true="{m["true"]}" data-predicted="{m["predicted"]}">'
         f"<td>{m['line']}</td><td>{m['true']}</td><td>{m['predicted']}</td><td>{m['confidence']:.4f}</td>"
-        f"<td>{m['p_true']:.4f}</td></tr>" for m in mistakes)
-    return ("<details><summary>the same rows as a table</summary><table class=\"mistakes\"><tr><th>train.csv line</th>"
-            "<th>true</th><th>predicted</th><th>confidence</th><th>p(true)</th></tr>" + rows + "</table></details>")
+        f"<td>{m['p_true']:.4f}</td></tr>"
+        for m in mistakes
+    )
+    return (
+        '<details><summary>the same rows as a table</summary><table class="mistakes"><tr><th>train.csv '
+        "line</th>"
+        "<th>true</th><th>predicted</th><th>confidence</th><th>p(true)</th></tr>"
+        + rows
+        + "</table></details>"
+    )
 
 
 def _run_tables(run: Run, validation: Validation | None) -> str:
     metrics, config = run.metrics, run.config
     config_rows = [[k, v] for k, v in config.to_dict().items()] if config else []
-    data_rows = [["train.csv", metrics.get("train_path", "not recorded")],
-                 ["training rows", metrics.get("n_train", "?")], ["validation rows", metrics.get("n_val", "?")]]
+    data_rows = [
+        ["train.csv", metrics.get("train_path", "not recorded")],
+        ["training rows", metrics.get("n_train", "?")],
+        ["validation rows", metrics.get("n_val", "?")],
+    ]
     if validation is not None:
         val_counts = class_counts(validation.labels)
-        data_rows += [[f"class {c} (train / val)", f"{validation.train_counts[c]} / {val_counts[c]}"]
-                      for c in range(N_CLASSES)]
+        data_rows += [
+            [f"class {c} (train / val)", f"{validation.train_counts[c]} / {val_counts[c]}"]
+            for c in range(N_CLASSES)
+        ]
     epoch_seconds = [row["seconds"] for row in run.history if isinstance(row.get("seconds"), float)]
-    time_rows = [["total seconds", metrics.get("seconds", "?")],
-                 ["epochs run", len(epoch_seconds)],
-                 ["mean seconds per epoch", f"{np.mean(epoch_seconds):.2f}" if epoch_seconds else "?"],
-                 ["best epoch", metrics.get("best_epoch", "?")],
-                 ["interrupted", metrics.get("interrupted", "?")],
-                 ["BLAS threads", metrics.get("blas_threads", "?")]]
+    time_rows = [
+        ["total seconds", metrics.get("seconds", "?")],
+        ["epochs run", len(epoch_seconds)],
+        ["mean seconds per epoch", f"{np.mean(epoch_seconds):.2f}" if epoch_seconds else "?"],
+        ["best epoch", metrics.get("best_epoch", "?")],
+        ["interrupted", metrics.get("interrupted", "?")],
+        ["BLAS threads", metrics.get("blas_threads", "?")],
+    ]
     for member in metrics.get("members", []) if len(metrics.get("members", [])) > 1 else []:
-        time_rows.append([f"member {member['member'] + 1}",
-                          f"best epoch {member.get('best_epoch')}, val acc {member.get('val_accuracy', float('nan')):.4f}"])
+        time_rows.append(
+            [
+                f"member {member['member'] + 1}",
+                f"best epoch {member.get('best_epoch')}, val acc "
+                f"{member.get('val_accuracy', float('nan')):.4f}",
+            ]
+        )
     machine = metrics.get("machine")
-    machine_rows = [[k, v] for k, v in machine.items()] if machine else [["machine", "not recorded by this run"]]
+    machine_rows = (
+        [[k, v] for k, v in machine.items()] if machine else [["machine", "not recorded by this run"]]
+    )
     parts = [("Config", config_rows), ("Data", data_rows), ("Timings", time_rows), ("Machine", machine_rows)]
-    return "<div class=\"tables\">" + "".join(
-        f"<div><h3>{title}</h3>{_table(None, rows)}</div>" for title, rows in parts if rows) + "</div>"
+    return (
+        '<div class="tables">'
+        + "".join(f"<div><h3>{title}</h3>{_table(None, rows)}</div>" for title, rows in parts if rows)
+        + "</div>"
+    )

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kit.core.mnist import IMAGE_SIDE, N_CLASSES
 from kit.core.atomic import atomic_path
+from kit.core.mnist import IMAGE_SIDE, N_CLASSES
 
 GALLERY_COLUMNS = 8
 TILE_W, TILE_H = 36, 44  # a gallery cell in image pixels: the 28x28 digit plus margins and a caption band
@@ -71,10 +71,19 @@ def plot_curves(history: list[dict], members: list[dict], path: Path) -> Path:
             ax_acc.plot(epochs, acc, style, color=colour, marker=".")
             accuracies += [v for e, v in zip(epochs, acc) if e > 1 and not math.isnan(v)]
             if index == 0:
-                kinds_drawn.append(Line2D([], [], linestyle=style, marker=".", color="0.3" if several else colour,
-                                          label=kind))
-        ax_lr.plot(epochs, [row.get("lr", math.nan) for row in rows], "-", marker=".",
-                   color=member_colour if several else "C2", label=f"member {member + 1}")
+                kinds_drawn.append(
+                    Line2D(
+                        [], [], linestyle=style, marker=".", color="0.3" if several else colour, label=kind
+                    )
+                )
+        ax_lr.plot(
+            epochs,
+            [row.get("lr", math.nan) for row in rows],
+            "-",
+            marker=".",
+            color=member_colour if several else "C2",
+            label=f"member {member + 1}",
+        )
         if best.get(member):
             for ax in (ax_loss, ax_acc):
                 ax.axvline(best[member], color=member_colour if several else "0.4", linestyle=":")
@@ -87,8 +96,9 @@ def plot_curves(history: list[dict], members: list[dict], path: Path) -> Path:
     ax_loss.set_yscale("log")
     ax_loss.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))  # 0.3, not 3x10^-1
     # minor ticks: label 2, 3 and 5 of each decade only, so the labels near a decade do not collide
-    ax_loss.yaxis.set_minor_formatter(FuncFormatter(
-        lambda value, _: f"{value:g}" if f"{value:.0e}"[0] in "235" else ""))
+    ax_loss.yaxis.set_minor_formatter(
+        FuncFormatter(lambda value, _: f"{value:g}" if f"{value:.0e}"[0] in "235" else "")
+    )
     if len(set(row["epoch"] for row in history)) >= 5 and accuracies:
         low = min(accuracies)  # from epoch 2 on: the first epoch would squash the rest against the top
         ax_acc.set_ylim(max(0.0, low - 0.1 * (1.0 - low) - 0.005), 1.004)  # a line at 1.0 stays visible
@@ -97,8 +107,11 @@ def plot_curves(history: list[dict], members: list[dict], path: Path) -> Path:
     if not all(math.isnan(rate) for rate in rates):
         ax_lr.set_ylim(0, 1.1 * np.nanmax(rates))
     ax_lr.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))  # no offset over the title
-    for ax, title in ((ax_loss, "loss (cross-entropy, log scale)"), (ax_acc, "accuracy"),
-                      (ax_lr, "learning rate (at the end of each epoch)")):
+    for ax, title in (
+        (ax_loss, "loss (cross-entropy, log scale)"),
+        (ax_acc, "accuracy"),
+        (ax_lr, "learning rate (at the end of each epoch)"),
+    ):
         if not ax.get_title():
             ax.set_title(title, fontsize=11)
         ax.set_xlabel("epoch")
@@ -115,15 +128,24 @@ def plot_confusion(matrix: np.ndarray, path: Path) -> Path:
     fig.subplots_adjust(left=0.04, right=0.99, bottom=0.1, top=0.94, wspace=0.12)
     rows = matrix.sum(axis=1, keepdims=True)
     share = 100.0 * matrix / np.maximum(rows, 1)
-    for ax, values, title, fmt in ((axes[0], matrix, "counts", "{:.0f}".format),
-                                   (axes[1], share, "row-normalised (% of each true label)", _percent)):
+    for ax, values, title, fmt in (
+        (axes[0], matrix, "counts", "{:.0f}".format),
+        (axes[1], share, "row-normalised (% of each true label)", _percent),
+    ):
         # a log-like stretch so off-diagonal mistakes get colour too, not only the diagonal
         shown = np.sqrt(values / max(values.max(), 1e-9))
         ax.imshow(shown, cmap="Blues", vmin=0, vmax=1)
         for (i, j), value in np.ndenumerate(values):
             if value > 0:
-                ax.text(j, i, fmt(value), ha="center", va="center", fontsize=8,
-                        color="white" if shown[i, j] > 0.6 else "black")
+                ax.text(
+                    j,
+                    i,
+                    fmt(value),
+                    ha="center",
+                    va="center",
+                    fontsize=8,
+                    color="white" if shown[i, j] > 0.6 else "black",
+                )
         ax.set_title(title, fontsize=11)
         ax.set_xlabel("predicted label")
         ax.set_ylabel("true label")
@@ -136,7 +158,9 @@ def _percent(value: float) -> str:
     return f"{value:.1f}".rstrip("0").rstrip(".")  # 97.3, 100, 0.4
 
 
-def plot_digits(pixels: np.ndarray, captions: list[str], path: Path, colours: list[str] | None = None) -> Path:
+def plot_digits(
+    pixels: np.ndarray, captions: list[str], path: Path, colours: list[str] | None = None
+) -> Path:
     """A grid of 28x28 images (n, 784) uint8, dark ink on white as on paper, each under its caption.
 
     The tiles are put into one mosaic array drawn on a single axes (one axes per tile would cost
@@ -149,12 +173,20 @@ def plot_digits(pixels: np.ndarray, captions: list[str], path: Path, colours: li
     mosaic = np.zeros((n_rows * cell_h, n_cols * cell_w), dtype=np.uint8)
     for k in range(n):
         top, left = (k // n_cols) * cell_h + band, (k % n_cols) * cell_w + gap
-        mosaic[top:top + IMAGE_SIDE, left:left + IMAGE_SIDE] = pixels[k].reshape(IMAGE_SIDE, IMAGE_SIDE)
+        mosaic[top : top + IMAGE_SIDE, left : left + IMAGE_SIDE] = pixels[k].reshape(IMAGE_SIDE, IMAGE_SIDE)
     fig = plt.figure(figsize=(1.45 * n_cols, 1.75 * n_rows))
     ax = fig.add_axes((0, 0, 1, 1))
     ax.imshow(mosaic, cmap="gray_r", vmin=0, vmax=255, interpolation="nearest", aspect="auto")
     ax.axis("off")
     for k in range(n):
-        ax.text((k % n_cols + 0.5) * cell_w, (k // n_cols) * cell_h + band / 2, captions[k], ha="center",
-                va="center", fontsize=9, linespacing=1.25, color=(colours or ["black"] * n)[k])
+        ax.text(
+            (k % n_cols + 0.5) * cell_w,
+            (k // n_cols) * cell_h + band / 2,
+            captions[k],
+            ha="center",
+            va="center",
+            fontsize=9,
+            linespacing=1.25,
+            color=(colours or ["black"] * n)[k],
+        )
     return _save(fig, path)

@@ -15,8 +15,8 @@ import json
 import os
 from pathlib import Path
 
-from kit.core.errors import KitError
 from kit.core.atomic import atomic_open
+from kit.core.errors import KitError
 
 COLUMNS = ["run", "preset", "arch", "epochs", "best", "val acc", "seconds", "public score"]
 
@@ -66,11 +66,20 @@ def run_row(run_dir: Path, uploads: dict[str, dict]) -> dict:
         epochs_ran = None
     arch = config.get("arch", "?")
     if arch == "cnn":
-        arch += " " + ",".join(map(str, config.get("conv_channels", []))) + "/" + ",".join(map(str, config.get("hidden", [])))
+        arch += (
+            " "
+            + ",".join(map(str, config.get("conv_channels", [])))
+            + "/"
+            + ",".join(map(str, config.get("hidden", [])))
+        )
     elif config.get("hidden"):
         arch += " " + ",".join(map(str, config["hidden"]))
     asked = config.get("epochs")
-    epochs = "?" if epochs_ran is None else str(epochs_ran) + (f"/{asked}" if asked and asked != epochs_ran else "")
+    epochs = (
+        "?"
+        if epochs_ran is None
+        else str(epochs_ran) + (f"/{asked}" if asked and asked != epochs_ran else "")
+    )
     if config.get("ensemble", 1) > 1:
         arch += f" x{config['ensemble']}"
     upload = uploads.get(run_dir.name)
@@ -79,11 +88,15 @@ def run_row(run_dir: Path, uploads: dict[str, dict]) -> dict:
         public = (upload.get("public_score") or "").strip() or (upload.get("status") or "uploaded").strip()
     val = metrics.get("val_accuracy")
     return {
-        "run": run_dir.name, "preset": metrics.get("preset", config.get("preset", "?")), "arch": arch,
-        "epochs": epochs, "best": str(metrics.get("best_epoch", "?")),
+        "run": run_dir.name,
+        "preset": metrics.get("preset", config.get("preset", "?")),
+        "arch": arch,
+        "epochs": epochs,
+        "best": str(metrics.get("best_epoch", "?")),
         "val acc": f"{val:.4f}" if isinstance(val, (int, float)) else "-",
         "seconds": f"{metrics['seconds']:.1f}" if isinstance(metrics.get("seconds"), (int, float)) else "?",
-        "public score": public, "dir": run_dir,
+        "public score": public,
+        "dir": run_dir,
     }
 
 
@@ -93,7 +106,9 @@ def format_table(rows: list[dict]) -> str:
     lines = ["  ".join(c.rjust(widths[c]) if c in right else c.ljust(widths[c]) for c in COLUMNS)]
     lines.append("  ".join("-" * widths[c] for c in COLUMNS))
     for r in rows:
-        lines.append("  ".join(r[c].rjust(widths[c]) if c in right else r[c].ljust(widths[c]) for c in COLUMNS))
+        lines.append(
+            "  ".join(r[c].rjust(widths[c]) if c in right else r[c].ljust(widths[c]) for c in COLUMNS)
+        )
     return "\n".join(lines)
 
 
@@ -103,22 +118,25 @@ def write_runs_html(rows: list[dict], path: Path) -> None:
         report = r["dir"] / "report.html"
         name = html.escape(r["run"])
         if report.exists():
-            name = f"<a href=\"{html.escape(os.path.relpath(report, path.parent))}\">{name}</a>"
+            name = f'<a href="{html.escape(os.path.relpath(report, path.parent))}">{name}</a>'
         cells = [name] + [html.escape(r[c]) for c in COLUMNS[1:]]
         body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells) + "</tr>")
     head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
-    page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Runs</title><style>"
-            "body{font-family:system-ui,sans-serif;margin:1rem 1.5rem;color:#222}"
-            "table{border-collapse:collapse;font-size:.92rem}td,th{border:1px solid #ddd;padding:.25rem .6rem}"
-            "th{background:#f4f4f4}td:nth-child(n+4){text-align:right}</style></head><body>"
-            f"<h1>Runs</h1><p>{len(rows)} runs, oldest first; a run links to its report when it has one.</p>"
-            f"<table><tr>{head}</tr>{''.join(body)}</table></body></html>\n")
+    page = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>Runs</title><style>'
+        "body{font-family:system-ui,sans-serif;margin:1rem 1.5rem;color:#222}"
+        "table{border-collapse:collapse;font-size:.92rem}td,th{border:1px solid #ddd;padding:.25rem .6rem}"
+        "th{background:#f4f4f4}td:nth-child(n+4){text-align:right}</style></head><body>"
+        f"<h1>Runs</h1><p>{len(rows)} runs, oldest first; a run links to its report when it has one.</p>"
+        f"<table><tr>{head}</tr>{''.join(body)}</table></body></html>\n"
+    )
     with atomic_open(path, "w", encoding="utf-8") as handle:
         handle.write(page)
 
 
-def list_runs(models_dir: str | os.PathLike = "models",
-              history_path: str | os.PathLike = "submissions/history.csv") -> tuple[str, Path]:
+def list_runs(
+    models_dir: str | os.PathLike = "models", history_path: str | os.PathLike = "submissions/history.csv"
+) -> tuple[str, Path]:
     """Print the runs table and write models_dir/runs.html; returns (table text, html path)."""
     from kit.core.console import log
 

@@ -58,7 +58,12 @@ def save_checkpoint(run_dir: Path, model: Model, history: list[dict]) -> None:
     """The best weights so far and the epochs behind them, written whenever they improve, so
     that a crash or a kill loses no more than the epoch in progress. `make submit
     MODEL=<run folder>` can use them; metrics.json comes only with the finished run."""
-    model.meta = {"run_id": run_dir.name, "preset": model.config.preset, "val_accuracy": None, "partial": True}
+    model.meta = {
+        "run_id": run_dir.name,
+        "preset": model.config.preset,
+        "val_accuracy": None,
+        "partial": True,
+    }
     write_history(run_dir / "history.csv", history)
     model.save(run_dir / "model.npz")
 
@@ -76,9 +81,13 @@ def load_resume(run_dir: Path) -> tuple[dict, dict[str, np.ndarray]]:
     path = run_dir / RESUME_FILE
     if not path.exists():
         if (run_dir / "metrics.json").exists():
-            raise KitError(f"{run_dir}: this run finished; nothing to resume (train a new one with `make train`)")
-        raise KitError(f"{run_dir}: no {RESUME_FILE} there; give the folder of a run that stopped after "
-                       f"at least one epoch (models/<run-id>)")
+            raise KitError(
+                f"{run_dir}: this run finished; nothing to resume (train a new one with `make train`)"
+            )
+        raise KitError(
+            f"{run_dir}: no {RESUME_FILE} there; give the folder of a run that stopped after "
+            f"at least one epoch (models/<run-id>)"
+        )
     try:
         with np.load(path, allow_pickle=False) as stored:
             arrays = {k: stored[k] for k in stored.files}
@@ -156,8 +165,10 @@ def resolve_model(path: str | os.PathLike, demo_fallback: bool = False) -> Path:
         model_file = resolve_model(path / "demo")
         log(f"no run of `make train` in {path}/; using the demo's latest run ({model_file.parent})")
         return model_file
-    raise KitError(f"{path}: no trained model there; run `make demo` (a minute, on the bundled sample) or "
-                   f"`make train` first, or give MODEL=path/to/run")
+    raise KitError(
+        f"{path}: no trained model there; run `make demo` (a minute, on the bundled sample) or "
+        f"`make train` first, or give MODEL=path/to/run"
+    )
 
 
 def resolve_run_dir(path: str | os.PathLike, demo_fallback: bool = False) -> Path:
@@ -167,10 +178,14 @@ def resolve_run_dir(path: str | os.PathLike, demo_fallback: bool = False) -> Pat
 
 def summary(run_dir: Path, metrics: dict) -> str:
     lines = ["", f"run saved in {run_dir}/ (model.npz, config.json, history.csv, metrics.json)"]
-    lines.append(f"best epoch {metrics['best_epoch']}" + (" (refit on all rows)" if metrics.get("refit") else ""))
+    lines.append(
+        f"best epoch {metrics['best_epoch']}" + (" (refit on all rows)" if metrics.get("refit") else "")
+    )
     if "val_accuracy" in metrics:
-        lines.append(f"validation accuracy {metrics['val_accuracy']:.4f}, loss {metrics['val_loss']:.4f} "
-                     f"on {metrics['n_val']} rows")
+        lines.append(
+            f"validation accuracy {metrics['val_accuracy']:.4f}, loss {metrics['val_loss']:.4f} "
+            f"on {metrics['n_val']} rows"
+        )
     if "confusion_matrix" in metrics:
         lines.append("confusion matrix (rows: true label, columns: predicted):")
         lines.append("      " + " ".join(f"{c:>5}" for c in range(N_CLASSES)))

@@ -32,9 +32,9 @@ from kit.nn.network import Network, Replicas
 MODEL_FORMAT = 2
 
 
-
-def build_network(config: Config, rng: np.random.Generator, dtype=np.float32,
-                  model_format: int = MODEL_FORMAT) -> Network:
+def build_network(
+    config: Config, rng: np.random.Generator, dtype=np.float32, model_format: int = MODEL_FORMAT
+) -> Network:
     """The architecture a config describes, with He-initialised weights drawn from `rng`.
     model_format: the layer order of a saved model (see MODEL_FORMAT)."""
     activation = L.ACTIVATIONS[config.activation]
@@ -47,8 +47,18 @@ def build_network(config: Config, rng: np.random.Generator, dtype=np.float32,
             for i in range(config.convs_per_block):
                 last = i == config.convs_per_block - 1
                 fused = last and model_format >= 2
-                layers.append(image_layers.Conv2D(channels_in, channels, 3, rng, padding=1,
-                                                  input_grad=channels_in != 1, pool=2 if fused else 1, dtype=dtype))
+                layers.append(
+                    image_layers.Conv2D(
+                        channels_in,
+                        channels,
+                        3,
+                        rng,
+                        padding=1,
+                        input_grad=channels_in != 1,
+                        pool=2 if fused else 1,
+                        dtype=dtype,
+                    )
+                )
                 # the block's 2x2 max-pool comes right after its last convolution (fused into it),
                 # so batch norm and the activation run on a quarter of the pixels
                 if config.batch_norm:
@@ -115,10 +125,12 @@ class Model:
             np.savez(tmp, **arrays)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Model":
+    def load(cls, path: str | os.PathLike) -> Model:
         path = Path(path)
         if not path.exists():
-            raise KitError(f"{path}: no model there; run `make train` first (or give MODEL=path/to/model.npz)")
+            raise KitError(
+                f"{path}: no model there; run `make train` first (or give MODEL=path/to/model.npz)"
+            )
         try:
             with np.load(path, allow_pickle=False) as stored:
                 arrays = {k: stored[k] for k in stored.files}
@@ -129,13 +141,15 @@ class Model:
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
             raise KitError(f"{path}: not a model file this kit can read ({error}); train again") from None
         if model_format > MODEL_FORMAT:
-            raise KitError(f"{path}: model format {model_format} comes from a newer kit (this one reads up to "
-                           f"{MODEL_FORMAT}); update the kit (git pull) or train again")
+            raise KitError(
+                f"{path}: model format {model_format} comes from a newer kit (this one reads up to "
+                f"{MODEL_FORMAT}); update the kit (git pull) or train again"
+            )
         rng = np.random.default_rng(0)  # weights are overwritten by the stored ones
         members = []
         for m in range(n_members):
             network = build_network(config, rng, model_format=model_format)
             prefix = f"m{m}/"
-            network.load_state({k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)})
+            network.load_state({k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)})
             members.append(network)
         return cls(config, members, meta)

@@ -41,14 +41,15 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from kit.core.blas import threads_per_job, usable_cores
-from kit.run.model import Model
 from kit.run.folders import new_run_id, point_latest
+from kit.run.model import Model
 from kit.run.train import train_run
+
 
 @dataclass
 class RunOutcome:
@@ -62,8 +63,9 @@ class RunOutcome:
     error: str | None = None  # the one-line KitError of a run that failed (e.g. it diverged)
 
 
-def _train_one(index: int, config, train_path: str, private_dir: str, threads: int,
-               quiet: bool) -> tuple[int, RunOutcome]:
+def _train_one(
+    index: int, config, train_path: str, private_dir: str, threads: int, quiet: bool
+) -> tuple[int, RunOutcome]:
     """One training run inside a worker process, its BLAS limited to `threads`; returns
     (index, outcome) so that results arriving in any order find their config again."""
     import socket
@@ -82,13 +84,25 @@ def _train_one(index: int, config, train_path: str, private_dir: str, threads: i
             run_dir = Path(train_run(config, train_path, private_dir))
         except KitError as failure:  # one bad config (a learning rate that diverges) stops only itself
             error = str(failure)
-    return index, RunOutcome(run_dir, buffer.getvalue(), time.perf_counter() - started, pools,
-                             f"{socket.gethostname()}:{os.getpid()}", error)
+    return index, RunOutcome(
+        run_dir,
+        buffer.getvalue(),
+        time.perf_counter() - started,
+        pools,
+        f"{socket.gethostname()}:{os.getpid()}",
+        error,
+    )
 
 
-def run_many(configs: list, train_path: str | os.PathLike, model_dir: str | os.PathLike = "models",
-             n_jobs: int | None = None, backend: str | None = None, threads: int | None = None,
-             quiet: bool = True) -> list[RunOutcome]:
+def run_many(
+    configs: list,
+    train_path: str | os.PathLike,
+    model_dir: str | os.PathLike = "models",
+    n_jobs: int | None = None,
+    backend: str | None = None,
+    threads: int | None = None,
+    quiet: bool = True,
+) -> list[RunOutcome]:
     """Train every config (kit.train.train_run) in parallel processes; return, in the order of
     `configs`, each run's outcome: its folder (`.run_dir`), captured log and wall seconds.
     A run that fails with a KitError raises it here (the runs that finished are kept).
@@ -111,9 +125,15 @@ def run_many(configs: list, train_path: str | os.PathLike, model_dir: str | os.P
     return placed
 
 
-def run_each(configs: list, train_path: str | os.PathLike, model_dir: str | os.PathLike = "models",
-             n_jobs: int | None = None, backend: str | None = None, threads: int | None = None,
-             quiet: bool = True) -> Iterator[tuple[int, RunOutcome]]:
+def run_each(
+    configs: list,
+    train_path: str | os.PathLike,
+    model_dir: str | os.PathLike = "models",
+    n_jobs: int | None = None,
+    backend: str | None = None,
+    threads: int | None = None,
+    quiet: bool = True,
+) -> Iterator[tuple[int, RunOutcome]]:
     """run_many one run at a time: yield (index into configs, outcome) as each run finishes, in
     the order they finish, its folder already moved into model_dir (`latest` points at it).
     A run that fails with a KitError is yielded with `.error` set and no folder; the others go
@@ -135,8 +155,10 @@ def run_each(configs: list, train_path: str | os.PathLike, model_dir: str | os.P
     model_dir.mkdir(parents=True, exist_ok=True)
     private = [tempfile.mkdtemp(prefix=f".parallel-{i}-", dir=model_dir) for i in range(len(configs))]
     try:
-        jobs = (delayed(_train_one)(i, config, str(train_path), folder, threads, quiet)
-                for i, (config, folder) in enumerate(zip(configs, private)))
+        jobs = (
+            delayed(_train_one)(i, config, str(train_path), folder, threads, quiet)
+            for i, (config, folder) in enumerate(zip(configs, private))
+        )
         if n_jobs == 1 and backend is None:
             finished = (function(*args, **kwargs) for function, args, kwargs in jobs)  # no worker processes
         else:

@@ -17,20 +17,29 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from kit.nn import layers as L
-from kit.data.augment import draw_transforms, transform_batch
-from kit.core.blas import blas_threads_now, limit_blas
 from kit.config import Config, describe
+from kit.core.blas import blas_threads_now, limit_blas
 from kit.core.console import log
-from kit.data.load import class_counts, load_split, split_arrays
 from kit.core.errors import KitError
 from kit.core.machine import machine_summary
+from kit.data.augment import draw_transforms, transform_batch
+from kit.data.load import class_counts, load_split, split_arrays
+from kit.nn import layers as L
 from kit.nn.metrics import score, validation_metrics
 from kit.nn.network import Network, Replicas
-from kit.run.model import MODEL_FORMAT, Model, build_network
 from kit.nn.optim import OPTIMIZERS, SCHEDULES
-from kit.run.folders import (drop_resume, load_resume, load_run_config, point_latest, save_checkpoint, save_resume,
-                   save_run, start_run, summary)
+from kit.run.folders import (
+    drop_resume,
+    load_resume,
+    load_run_config,
+    point_latest,
+    save_checkpoint,
+    save_resume,
+    save_run,
+    start_run,
+    summary,
+)
+from kit.run.model import MODEL_FORMAT, Model, build_network
 
 
 @dataclass
@@ -41,7 +50,9 @@ class FitResult:
     interrupted: bool = False
 
 
-def evaluate(network: Network, x: np.ndarray, y: np.ndarray, batch_size: int = 4096) -> tuple[float, float, np.ndarray]:
+def evaluate(
+    network: Network, x: np.ndarray, y: np.ndarray, batch_size: int = 4096
+) -> tuple[float, float, np.ndarray]:
     """(mean cross-entropy, accuracy, probabilities (n, 10)) of a network on float32 x (n, 784)."""
     probs = network.predict_proba(x, batch_size)
     return (*score(probs, y), probs)
@@ -68,7 +79,9 @@ class Trainer:
         self.config, self.rng, self.n_epochs = config, rng, n_epochs
         self.network = build_network(config, rng)
         self.optimizer = OPTIMIZERS[config.optimizer](
-            self.network.parameters, weight_decay=config.weight_decay, momentum=config.momentum,
+            self.network.parameters,
+            weight_decay=config.weight_decay,
+            momentum=config.momentum,
             grad_clip=config.grad_clip,
         )
         self.schedule = SCHEDULES[config.schedule](config.lr, n_epochs, config.warmup_epochs)
@@ -91,8 +104,14 @@ class Trainer:
         """Stop the replicas' threads (they also end with the process)."""
         self.replicas.close()
 
-    def step(self, xb: np.ndarray, yb: np.ndarray, lr: float, predicted: np.ndarray | None = None,
-             transforms: tuple[np.ndarray, ...] | None = None) -> float:
+    def step(
+        self,
+        xb: np.ndarray,
+        yb: np.ndarray,
+        lr: float,
+        predicted: np.ndarray | None = None,
+        transforms: tuple[np.ndarray, ...] | None = None,
+    ) -> float:
         """One gradient step on a batch (xb (b, 784) float32, yb (b,)): forward, loss, backward,
         update with learning rate lr. Returns the batch's mean loss; `predicted` (b,), when
         given, receives the predictions. `transforms` (kit.augment.draw_transforms for b rows)
@@ -153,13 +172,21 @@ class Trainer:
             start = b * batch_size
             stop = min(start + batch_size, n_rows)
             # the indices are valid, and mode="clip" spares take() its bounds-checked extra copy
-            xb = np.take(x, order[start:stop], axis=0, out=self.batch_x[:stop - start], mode="clip")
+            xb = np.take(x, order[start:stop], axis=0, out=self.batch_x[: stop - start], mode="clip")
             transforms = None
             if config.augment:
-                transforms = draw_transforms(stop - start, self.rng, config.max_shift, config.max_rotate,
-                                             config.max_scale, config.max_warp)
+                transforms = draw_transforms(
+                    stop - start,
+                    self.rng,
+                    config.max_shift,
+                    config.max_rotate,
+                    config.max_scale,
+                    config.max_warp,
+                )
             self.lr = schedule.lr(epoch - 1 + b / n_batches)
-            loss_sum += self.step(xb, y_order[start:stop], self.lr, predicted[start:stop], transforms) * (stop - start)
+            loss_sum += self.step(xb, y_order[start:stop], self.lr, predicted[start:stop], transforms) * (
+                stop - start
+            )
             if not batches.disable and b % 20 == 0:
                 correct += int(np.count_nonzero(predicted[counted:stop] == y_order[counted:stop]))
                 counted = stop
@@ -217,8 +244,15 @@ def fit(
         trainer.schedule.load_state(resume.running["schedule"])
         rng.bit_generator.state = resume.running["rng"]
     result = FitResult(network=network, history=state.history)
-    epochs_bar = tqdm(range(state.epoch + 1, n_epochs + 1), total=n_epochs, initial=state.epoch,
-                      desc=f"{label}epochs", unit="epoch", disable=None, leave=False)
+    epochs_bar = tqdm(
+        range(state.epoch + 1, n_epochs + 1),
+        total=n_epochs,
+        initial=state.epoch,
+        desc=f"{label}epochs",
+        unit="epoch",
+        disable=None,
+        leave=False,
+    )
     # Overflow shows up as a non-finite loss, checked after every epoch with a clear message.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         try:
@@ -233,8 +267,15 @@ def fit(
                         f"training diverged in epoch {epoch} (loss {train_loss}); lower the learning rate "
                         f"(LR=) from {config.lr} or pick another optimizer"
                     )
-                row = dict(member=member, epoch=epoch, train_loss=train_loss, train_acc=train_acc,
-                           val_loss=float("nan"), val_acc=float("nan"), lr=trainer.lr)
+                row = dict(
+                    member=member,
+                    epoch=epoch,
+                    train_loss=train_loss,
+                    train_acc=train_acc,
+                    val_loss=float("nan"),
+                    val_acc=float("nan"),
+                    lr=trainer.lr,
+                )
                 if has_val:
                     val_loss, val_acc = trainer.validate(x_val, y_val)
                     row.update(val_loss=val_loss, val_acc=val_acc)
@@ -254,8 +295,15 @@ def fit(
                 if on_best is not None and state.best_epoch == epoch:
                     on_best(network, state.history)
                 if on_epoch is not None:
-                    on_epoch(state, {"network": network.state(), "optimizer": trainer.optimizer.state(),
-                                     "schedule": trainer.schedule.state(), "rng": rng.bit_generator.state})
+                    on_epoch(
+                        state,
+                        {
+                            "network": network.state(),
+                            "optimizer": trainer.optimizer.state(),
+                            "schedule": trainer.schedule.state(),
+                            "rng": rng.bit_generator.state,
+                        },
+                    )
         except KeyboardInterrupt:
             result.interrupted = True
             log("interrupted: keeping the best epoch so far")
@@ -269,7 +317,7 @@ def fit(
 
 
 def format_epoch(row: dict, n_epochs: int, best: bool) -> str:
-    text = (f"epoch {row['epoch']:>3}/{n_epochs}  loss {row['train_loss']:.4f}  acc {row['train_acc']:.4f}")
+    text = f"epoch {row['epoch']:>3}/{n_epochs}  loss {row['train_loss']:.4f}  acc {row['train_acc']:.4f}"
     if not math.isnan(row["val_acc"]):
         text += f"  val_loss {row['val_loss']:.4f}  val_acc {row['val_acc']:.4f}"
     text += f"  lr {row['lr']:.2e}  {row['seconds']:.1f}s"
@@ -279,8 +327,12 @@ def format_epoch(row: dict, n_epochs: int, best: bool) -> str:
 # --------------------------------------------------------------------------- a whole run
 
 
-def train_run(config: Config, train_path: str | os.PathLike, model_dir: str | os.PathLike = "models",
-              rows: tuple[np.ndarray, np.ndarray] | None = None) -> Path:
+def train_run(
+    config: Config,
+    train_path: str | os.PathLike,
+    model_dir: str | os.PathLike = "models",
+    rows: tuple[np.ndarray, np.ndarray] | None = None,
+) -> Path:
     """Train as the config says on train.csv and save the run; returns the run folder.
     `rows` (x uint8 (n, 784), y (n,)) are train.csv's rows already in memory (a Dask worker's
     scattered copy, kit/cluster.py); train_path is then only recorded with the run."""
@@ -295,13 +347,20 @@ def resume_run(run_dir: str | os.PathLike, train_path: str | os.PathLike) -> Pat
     meta, arrays = load_resume(run_dir)
     if str(train_path) != meta["train_path"]:
         log(f"note: the run started on {meta['train_path']}; continuing on {train_path}")
-    log(f"resuming {run_dir}: member {meta['member'] + 1}/{config.ensemble}, {meta['phase']} after epoch "
-        f"{meta['fit']['epoch']}")
+    log(
+        f"resuming {run_dir}: member {meta['member'] + 1}/{config.ensemble}, {meta['phase']} after epoch "
+        f"{meta['fit']['epoch']}"
+    )
     return _run(config, train_path, lambda: run_dir, resume=unpack_resume(config, meta, arrays))
 
 
-def _run(config: Config, train_path: str | os.PathLike, claim_run_dir: Callable[[], Path],
-         resume: Resume | None, rows: tuple[np.ndarray, np.ndarray] | None = None) -> Path:
+def _run(
+    config: Config,
+    train_path: str | os.PathLike,
+    claim_run_dir: Callable[[], Path],
+    resume: Resume | None,
+    rows: tuple[np.ndarray, np.ndarray] | None = None,
+) -> Path:
     """Load and split the data, then claim the run folder (so bad data leaves none) and train."""
     started = time.perf_counter()
     rng = np.random.default_rng(config.seed)
@@ -309,7 +368,10 @@ def _run(config: Config, train_path: str | os.PathLike, claim_run_dir: Callable[
         x_train, y_train, x_val, y_val = load_split(train_path, config.val_fraction, rng)
     else:
         x_train, y_train, x_val, y_val = split_arrays(*rows, config.val_fraction, rng)
-    log(f"data: {len(y_train) + len(y_val)} rows from {train_path}; train {len(y_train)}, validation {len(y_val)}")
+    log(
+        f"data: {len(y_train) + len(y_val)} rows from {train_path}; train {len(y_train)}, validation "
+        f"{len(y_val)}"
+    )
     log(f"  train class counts: {class_counts(y_train).tolist()}")
     if len(y_val):
         log(f"  val   class counts: {class_counts(y_val).tolist()}")
@@ -318,11 +380,29 @@ def _run(config: Config, train_path: str | os.PathLike, claim_run_dir: Callable[
     run_dir = claim_run_dir()
     try:
         with limit_blas(config.blas_threads):
-            trained = train_members(config, rng, x_train, y_train, x_val, y_val, run_dir, resume,
-                                    train_path=train_path, seconds=lambda: before + time.perf_counter() - started)
+            trained = train_members(
+                config,
+                rng,
+                x_train,
+                y_train,
+                x_val,
+                y_val,
+                run_dir,
+                resume,
+                train_path=train_path,
+                seconds=lambda: before + time.perf_counter() - started,
+            )
             threads = blas_threads_now()
-        return finish_run(config, run_dir, trained, n_train=len(y_train), y_val=y_val,
-                          seconds=before + time.perf_counter() - started, blas_threads=threads, train_path=train_path)
+        return finish_run(
+            config,
+            run_dir,
+            trained,
+            n_train=len(y_train),
+            y_val=y_val,
+            seconds=before + time.perf_counter() - started,
+            blas_threads=threads,
+            train_path=train_path,
+        )
     finally:
         if resume is None and not (run_dir / "model.npz").exists():
             shutil.rmtree(run_dir, ignore_errors=True)  # not one epoch finished: nothing worth a folder
@@ -352,9 +432,18 @@ class Resume:
     seconds: float  # training time before the stop
 
 
-def train_members(config: Config, rng: np.random.Generator, x_train, y_train, x_val, y_val,
-                  run_dir: Path | None = None, resume: Resume | None = None,
-                  train_path: str | os.PathLike = "", seconds: Callable[[], float] = lambda: 0.0) -> Trained:
+def train_members(
+    config: Config,
+    rng: np.random.Generator,
+    x_train,
+    y_train,
+    x_val,
+    y_val,
+    run_dir: Path | None = None,
+    resume: Resume | None = None,
+    train_path: str | os.PathLike = "",
+    seconds: Callable[[], float] = lambda: 0.0,
+) -> Trained:
     """Train the ensemble's members (one by default), each with its own child of the run's rng,
     refitting each on all rows when asked. With run_dir, the finished members plus the current
     one's best epoch are saved there whenever that epoch improves (runs.save_checkpoint), and
@@ -366,7 +455,10 @@ def train_members(config: Config, rng: np.random.Generator, x_train, y_train, x_
 
     def saver(m: int, phase: str, current: Network | None = None):
         def save(state: FitState, running: dict) -> None:
-            save_resume(run_dir, *pack_resume(trained, m, phase, state, running, current, seconds(), train_path))
+            save_resume(
+                run_dir, *pack_resume(trained, m, phase, state, running, current, seconds(), train_path)
+            )
+
         return save if run_dir is not None else None
 
     for m, member_rng in enumerate(rng.spawn(config.ensemble)):
@@ -377,9 +469,19 @@ def train_members(config: Config, rng: np.random.Generator, x_train, y_train, x_
         if label:
             log(f"--- {label.strip()}")
         if here is None or here.phase == "fit":
-            result = fit(config, x_train, y_train, x_val, y_val, member_rng, member=m, label=label,
-                         on_best=checkpoint if run_dir is not None else None, on_epoch=saver(m, "fit"),
-                         resume=here.fit if here else None)
+            result = fit(
+                config,
+                x_train,
+                y_train,
+                x_val,
+                y_val,
+                member_rng,
+                member=m,
+                label=label,
+                on_best=checkpoint if run_dir is not None else None,
+                on_epoch=saver(m, "fit"),
+                resume=here.fit if here else None,
+            )
             trained.history += result.history
             trained.interrupted = result.interrupted
             if result.best_epoch == 0:
@@ -396,9 +498,19 @@ def train_members(config: Config, rng: np.random.Generator, x_train, y_train, x_
         if config.refit and not trained.interrupted and len(y_val):
             x_all, y_all = np.concatenate([x_train, x_val]), np.concatenate([y_train, y_val])
             log(f"refit: {metrics['best_epoch']} epochs on all {len(y_all)} rows")
-            refit = fit(config, x_all, y_all, None, None, member_rng, n_epochs=metrics["best_epoch"],
-                        member=m, label=f"{label}refit ", on_epoch=saver(m, "refit", network),
-                        resume=here.fit if here and here.phase == "refit" else None)
+            refit = fit(
+                config,
+                x_all,
+                y_all,
+                None,
+                None,
+                member_rng,
+                n_epochs=metrics["best_epoch"],
+                member=m,
+                label=f"{label}refit ",
+                on_epoch=saver(m, "refit", network),
+                resume=here.fit if here and here.phase == "refit" else None,
+            )
             trained.interrupted = refit.interrupted
             if not trained.interrupted:
                 network = refit.network
@@ -409,15 +521,35 @@ def train_members(config: Config, rng: np.random.Generator, x_train, y_train, x_
     return trained
 
 
-def pack_resume(trained: Trained, member: int, phase: str, state: FitState, running: dict,
-                current: Network | None, seconds: float, train_path) -> tuple[dict, dict[str, np.ndarray]]:
+def pack_resume(
+    trained: Trained,
+    member: int,
+    phase: str,
+    state: FitState,
+    running: dict,
+    current: Network | None,
+    seconds: float,
+    train_path,
+) -> tuple[dict, dict[str, np.ndarray]]:
     """(JSON-able meta, arrays) of a run's progress after an epoch; unpack_resume reverses it."""
     meta = {
-        "format": MODEL_FORMAT, "member": member, "phase": phase, "seconds": seconds, "train_path": str(train_path),
-        "history": trained.history, "member_metrics": trained.member_metrics, "n_members": len(trained.members),
-        "fit": {"epoch": state.epoch, "history": state.history, "best_epoch": state.best_epoch,
-                "best_key": state.best_key, "since_best": state.since_best,
-                "schedule": running["schedule"], "rng": running["rng"]},
+        "format": MODEL_FORMAT,
+        "member": member,
+        "phase": phase,
+        "seconds": seconds,
+        "train_path": str(train_path),
+        "history": trained.history,
+        "member_metrics": trained.member_metrics,
+        "n_members": len(trained.members),
+        "fit": {
+            "epoch": state.epoch,
+            "history": state.history,
+            "best_epoch": state.best_epoch,
+            "best_key": state.best_key,
+            "since_best": state.since_best,
+            "schedule": running["schedule"],
+            "rng": running["rng"],
+        },
     }
     arrays = {f"network/{k}": v for k, v in running["network"].items()}
     arrays.update({f"optimizer/{k}": v for k, v in running["optimizer"].items()})
@@ -433,7 +565,7 @@ def pack_resume(trained: Trained, member: int, phase: str, state: FitState, runn
 
 def unpack_resume(config: Config, meta: dict, arrays: dict[str, np.ndarray]) -> Resume:
     def part(prefix: str) -> dict[str, np.ndarray]:
-        return {k[len(prefix):]: v for k, v in arrays.items() if k.startswith(prefix)}
+        return {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
 
     def network(prefix: str) -> Network:
         # weights replaced by the stored ones; a run started by an older kit keeps its layer order
@@ -442,20 +574,39 @@ def unpack_resume(config: Config, meta: dict, arrays: dict[str, np.ndarray]) -> 
         return built
 
     members = [network(f"member{i}/") for i in range(meta["n_members"])]
-    val_probs = [arrays[f"val_probs{i}"] for i in range(len(meta["member_metrics"])) if f"val_probs{i}" in arrays]
+    val_probs = [
+        arrays[f"val_probs{i}"] for i in range(len(meta["member_metrics"])) if f"val_probs{i}" in arrays
+    ]
     trained = Trained(members, meta["history"], meta["member_metrics"], val_probs, False)
     fit_meta = meta["fit"]
-    state = FitState(epoch=fit_meta["epoch"], history=fit_meta["history"], best_epoch=fit_meta["best_epoch"],
-                     best_key=tuple(fit_meta["best_key"]) if fit_meta["best_key"] else None,
-                     since_best=fit_meta["since_best"], best=part("best/") or None,
-                     running={"network": part("network/"), "optimizer": part("optimizer/"),
-                              "schedule": fit_meta["schedule"], "rng": fit_meta["rng"]})
+    state = FitState(
+        epoch=fit_meta["epoch"],
+        history=fit_meta["history"],
+        best_epoch=fit_meta["best_epoch"],
+        best_key=tuple(fit_meta["best_key"]) if fit_meta["best_key"] else None,
+        since_best=fit_meta["since_best"],
+        best=part("best/") or None,
+        running={
+            "network": part("network/"),
+            "optimizer": part("optimizer/"),
+            "schedule": fit_meta["schedule"],
+            "rng": fit_meta["rng"],
+        },
+    )
     current = network("current/") if meta["phase"] == "refit" else None
     return Resume(trained, meta["member"], meta["phase"], state, current, meta["seconds"])
 
 
-def finish_run(config: Config, run_dir: Path, trained: Trained, n_train: int, y_val: np.ndarray,
-               seconds: float, blas_threads: int, train_path: str | os.PathLike) -> Path:
+def finish_run(
+    config: Config,
+    run_dir: Path,
+    trained: Trained,
+    n_train: int,
+    y_val: np.ndarray,
+    seconds: float,
+    blas_threads: int,
+    train_path: str | os.PathLike,
+) -> Path:
     """Score the trained members together on the validation rows and save the run in run_dir
     (from runs.start_run); models/latest then points at it."""
     if not trained.members:
@@ -478,7 +629,11 @@ def finish_run(config: Config, run_dir: Path, trained: Trained, n_train: int, y_
         metrics.update(validation_metrics(np.mean(trained.val_probs, axis=0), y_val))
     metrics["seconds"] = round(seconds, 2)
 
-    model.meta = {"run_id": run_dir.name, "preset": config.preset, "val_accuracy": metrics.get("val_accuracy")}
+    model.meta = {
+        "run_id": run_dir.name,
+        "preset": config.preset,
+        "val_accuracy": metrics.get("val_accuracy"),
+    }
     save_run(run_dir, model, trained.history, metrics)
     point_latest(run_dir.parent, run_dir.name)
     if not trained.interrupted:

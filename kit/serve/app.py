@@ -39,11 +39,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from kit.core.console import log
+from kit.core.errors import KitError
 from kit.core.mnist import N_PIXELS
 from kit.data.load import to_float
-from kit.core.errors import KitError
-from kit.run.model import Model
 from kit.data.preprocess import ImageProblem, decode_image, to_mnist
+from kit.run.model import Model
 
 MAX_BODY_BYTES = 1_000_000
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp", "image/bmp")
@@ -70,9 +70,14 @@ class ServedModel:
         from kit.config import describe
 
         meta, config = self.model.meta, self.model.config
-        return {"run_id": meta.get("run_id"), "preset": meta.get("preset", config.preset),
-                "val_accuracy": meta.get("val_accuracy"), "arch": config.arch,
-                "members": len(self.model.members), "description": describe(config)}
+        return {
+            "run_id": meta.get("run_id"),
+            "preset": meta.get("preset", config.preset),
+            "val_accuracy": meta.get("val_accuracy"),
+            "arch": config.arch,
+            "members": len(self.model.members),
+            "description": describe(config),
+        }
 
     def predict(self, pixels: np.ndarray) -> np.ndarray:
         """(784,) uint8 -> (10,) probabilities."""
@@ -83,12 +88,22 @@ class ServedModel:
     def answer(self, pixels: np.ndarray | None, started: float) -> dict:
         """The JSON answer for the 28x28 image the network sees (None: nothing drawn)."""
         if pixels is None:
-            return {"blank": True, "message": BLANK_MESSAGE, "label": None, "probabilities": None,
-                    "pixels": None, "ms": _ms_since(started)}
+            return {
+                "blank": True,
+                "message": BLANK_MESSAGE,
+                "label": None,
+                "probabilities": None,
+                "pixels": None,
+                "ms": _ms_since(started),
+            }
         probabilities = self.predict(pixels.ravel())
-        return {"blank": False, "label": int(probabilities.argmax()),
-                "probabilities": [round(float(p), 6) for p in probabilities],
-                "pixels": pixels.ravel().tolist(), "ms": _ms_since(started)}
+        return {
+            "blank": False,
+            "label": int(probabilities.argmax()),
+            "probabilities": [round(float(p), 6) for p in probabilities],
+            "pixels": pixels.ravel().tolist(),
+            "ms": _ms_since(started),
+        }
 
     def from_image(self, data: bytes, started: float) -> dict:
         with self.decoding:
@@ -155,7 +170,9 @@ class BodyLimit:
                 return
             drained += len(message.get("body", b""))
             more = message.get("more_body", False)
-        too_large = f"request body over {self.max_bytes:,} bytes; send a smaller image (a 280x280 PNG is ~10 kB)"
+        too_large = (
+            f"request body over {self.max_bytes:,} bytes; send a smaller image (a 280x280 PNG is ~10 kB)"
+        )
         await error_response(413, too_large, {"Connection": "close"})(scope, receive, send)
 
     async def __call__(self, scope, receive, send):
@@ -201,7 +218,8 @@ class PredictJSON(BaseModel):
     model_config = ConfigDict(extra="forbid")
     image: str | None = Field(None, description="a data URL, e.g. data:image/png;base64,iVBOR...")
     pixels: list[Annotated[float, Strict()]] | None = Field(
-        None, description="784 values 0..255, white ink on black, row by row (a train.csv row)")
+        None, description="784 values 0..255, white ink on black, row by row (a train.csv row)"
+    )
     preprocess: bool = Field(False, description="pixels only: centre and scale them as MNIST did first")
 
     @field_validator("pixels")
@@ -232,33 +250,49 @@ def page_html() -> str:
 
 def content_security_policy(html: str) -> str:
     """Only the page's own inline script and style (by hash) and requests to this server."""
+
     def hashes(tag: str) -> str:
         found = re.findall(rf"<{tag}>(.*?)</{tag}>", html, flags=re.S)
-        return " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(b.encode()).digest()).decode()}'" for b in found)
+        return " ".join(
+            f"'sha256-{base64.b64encode(hashlib.sha256(b.encode()).digest()).decode()}'" for b in found
+        )
 
-    return (f"default-src 'none'; script-src {hashes('script')}; style-src {hashes('style')}; "
-            "img-src 'self' data: blob:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
-            "frame-ancestors 'none'")
+    return (
+        f"default-src 'none'; script-src {hashes('script')}; style-src {hashes('style')}; "
+        "img-src 'self' data: blob:; connect-src 'self'; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'"
+    )
 
 
 def create_app(model: Model, max_body_bytes: int = MAX_BODY_BYTES):
     """The FastAPI app serving `model` (loaded once, shared by all requests)."""
     served = ServedModel(model)
     html = page_html()
-    page_headers = {"Content-Security-Policy": content_security_policy(html), "X-Content-Type-Options": "nosniff",
-                    "Cache-Control": "no-cache"}
+    page_headers = {
+        "Content-Security-Policy": content_security_policy(html),
+        "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "no-cache",
+    }
 
-    app = FastAPI(title="Digit Recognizer kit", redoc_url=None,
-                  description="Draw a digit at `/`; predictions from a NumPy network trained with the kit.")
+    app = FastAPI(
+        title="Digit Recognizer kit",
+        redoc_url=None,
+        description="Draw a digit at `/`; predictions from a NumPy network trained with the kit.",
+    )
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException):
         message = str(error.detail)
         if error.status_code == 404 and message == "Not Found":
-            message = f"no such path {request.url.path}; the page is at /, the API at /api/predict, /api/model, /healthz"
+            message = (
+                f"no such path {request.url.path}; the page is at /, the API at /api/predict, /api/model, "
+                "/healthz"
+            )
         elif error.status_code == 405 and message == "Method Not Allowed":
             allowed = (error.headers or {}).get("Allow", "")
-            message = f"{request.method} is not allowed on {request.url.path}; use {allowed or 'another method'}"
+            message = (
+                f"{request.method} is not allowed on {request.url.path}; use {allowed or 'another method'}"
+            )
         return error_response(error.status_code, message, error.headers)
 
     @app.exception_handler(RequestValidationError)
@@ -283,19 +317,36 @@ def create_app(model: Model, max_body_bytes: int = MAX_BODY_BYTES):
         """The served run: id, preset, validation accuracy, architecture."""
         return served.info()
 
-    examples = {"pixels": {"value": {"pixels": [0] * N_PIXELS}},
-                "image": {"value": {"image": "data:image/png;base64,iVBORw0KGgo..."}}}
-    request_body = {"required": True, "content": {
-        "application/json": {"schema": PredictJSON.model_json_schema(), "examples": examples},
-        "image/png": {"schema": {"type": "string", "format": "binary"}},
-        "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
-        "multipart/form-data": {"schema": {"type": "object", "properties": {
-            "image": {"type": "string", "format": "binary"}}, "required": ["image"]}},
-    }}
+    examples = {
+        "pixels": {"value": {"pixels": [0] * N_PIXELS}},
+        "image": {"value": {"image": "data:image/png;base64,iVBORw0KGgo..."}},
+    }
+    request_body = {
+        "required": True,
+        "content": {
+            "application/json": {"schema": PredictJSON.model_json_schema(), "examples": examples},
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"image": {"type": "string", "format": "binary"}},
+                    "required": ["image"],
+                }
+            },
+        },
+    }
 
-    @app.post("/api/predict", response_model=Prediction, openapi_extra={"requestBody": request_body},
-              responses={413: {"description": "body over 1 MB"}, 415: {"description": "unsupported content type"},
-                         422: {"description": "not an image / bad pixels, one line in `error`"}})
+    @app.post(
+        "/api/predict",
+        response_model=Prediction,
+        openapi_extra={"requestBody": request_body},
+        responses={
+            413: {"description": "body over 1 MB"},
+            415: {"description": "unsupported content type"},
+            422: {"description": "not an image / bad pixels, one line in `error`"},
+        },
+    )
     async def predict(request: Request):
         """Predict the digit in an image (PNG/JPEG body, multipart field `image`, or JSON data URL)
         or in 784 raw pixels (JSON). The image is preprocessed as MNIST was made."""
@@ -321,13 +372,18 @@ def create_app(model: Model, max_body_bytes: int = MAX_BODY_BYTES):
                 if fields.image is not None and fields.pixels is not None:
                     return error_response(422, 'give "image" or "pixels", not both')
                 if fields.pixels is not None:
-                    answer = await run_in_threadpool(served.from_pixels, fields.pixels, fields.preprocess, started)
+                    answer = await run_in_threadpool(
+                        served.from_pixels, fields.pixels, fields.preprocess, started
+                    )
                 else:
                     data = _data_url_bytes(fields.image)
                     answer = await run_in_threadpool(served.from_image, data, started)
             else:
-                return error_response(415, f"Content-Type {media or 'missing'}: send image/png, image/jpeg, "
-                                           "multipart/form-data (field image) or application/json")
+                return error_response(
+                    415,
+                    f"Content-Type {media or 'missing'}: send image/png, image/jpeg, "
+                    "multipart/form-data (field image) or application/json",
+                )
         except ImageProblem as problem:
             return error_response(problem.status, str(problem))
         headers = {"Server-Timing": f"predict;dur={answer['ms']}"}
@@ -367,7 +423,7 @@ def _data_url_bytes(url: str) -> bytes:
     if ";base64" not in match.group(2):
         raise ImageProblem("image: the data URL must be base64-encoded (data:image/png;base64,...)")
     try:
-        return base64.b64decode(url[match.end():], validate=True)
+        return base64.b64decode(url[match.end() :], validate=True)
     except (binascii.Error, ValueError):
         raise ImageProblem("image: the data URL's base64 is corrupt") from None
 
@@ -381,10 +437,14 @@ def bind(host: str, port: int) -> socket.socket:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
         sock = socket.create_server((host, port), family=family, backlog=256)
     except socket.gaierror:
-        raise KitError(f"HOST={host}: not an address of this machine; use 127.0.0.1 (or 0.0.0.0 for every interface)") from None
+        raise KitError(
+            f"HOST={host}: not an address of this machine; use 127.0.0.1 (or 0.0.0.0 for every interface)"
+        ) from None
     except OSError as error:
         if port and error.errno in (98, 48, 10048):  # EADDRINUSE on Linux, macOS, Windows
-            raise KitError(f"port {port} is in use (another `make serve`?); give another one, e.g. PORT={port + 1}") from None
+            raise KitError(
+                f"port {port} is in use (another `make serve`?); give another one, e.g. PORT={port + 1}"
+            ) from None
         raise KitError(f"cannot listen on {host}:{port}: {error.strerror or error}") from None
     return sock
 
@@ -401,15 +461,17 @@ def is_loopback(host: str) -> bool:
 def _uvicorn_server(app):
     import uvicorn
 
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=5)
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=5
+    )
     return uvicorn.Server(config)
 
 
 class BackgroundServer:
     """The app served by uvicorn in a thread on host:port (0 = a free port), for tests and the bench.
 
-        with BackgroundServer(create_app(model)) as server:
-            httpx.get(server.url + "/healthz")
+    with BackgroundServer(create_app(model)) as server:
+        httpx.get(server.url + "/healthz")
     """
 
     def __init__(self, app, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -429,7 +491,7 @@ class BackgroundServer:
         self.server.should_exit = True
         self.thread.join(timeout=15)
 
-    def __enter__(self) -> "BackgroundServer":
+    def __enter__(self) -> BackgroundServer:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -439,7 +501,6 @@ class BackgroundServer:
 def run_server(model_path: str | Path = "models", host: str = "127.0.0.1", port: int = 8000) -> None:
     """`kit serve`: load the model (one line and no server when it fails), serve until Ctrl-C."""
     from kit.core.blas import limit_blas
-
     from kit.run.folders import resolve_model
 
     model_file = resolve_model(model_path, demo_fallback=True)
@@ -451,10 +512,16 @@ def run_server(model_path: str | Path = "models", host: str = "127.0.0.1", port:
         url = f"http://{shown}:{sock.getsockname()[1]}/"
         meta = model.meta
         accuracy = meta.get("val_accuracy")
-        log(f"model {model_file} (run {meta.get('run_id', '?')}, preset {meta.get('preset', model.config.preset)}"
-            + (f", validation accuracy {accuracy:.4f})" if accuracy is not None else ")"))
+        log(
+            f"model {model_file} (run {meta.get('run_id', '?')}, preset "
+            f"{meta.get('preset', model.config.preset)}"
+            + (f", validation accuracy {accuracy:.4f})" if accuracy is not None else ")")
+        )
         if not is_loopback(host):
-            log(f"warning: HOST={host} serves every machine that can reach this one; there is no authentication")
+            log(
+                f"warning: HOST={host} serves every machine that can reach this one; there is no "
+                "authentication"
+            )
         log(f"serving at {url}  (open it in a browser; Ctrl-C stops)")
         server = _uvicorn_server(app)
         try:

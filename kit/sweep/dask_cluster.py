@@ -33,8 +33,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 
@@ -112,8 +112,11 @@ def train_on_worker(config: Config, arrays: TrainArrays, threads: int | None) ->
         slots, scratch = 1, None
     started = time.perf_counter()
     result = {"files": {}, "run_id": None, "worker": f"{socket.gethostname()}:{os.getpid()}", "error": None}
-    with tempfile.TemporaryDirectory(prefix="kit-run-", dir=scratch) as tmp, _captured_stdout() as output, \
-            threadpool_limits(limits=threads or threads_per_job(slots), user_api="blas"):
+    with (
+        tempfile.TemporaryDirectory(prefix="kit-run-", dir=scratch) as tmp,
+        _captured_stdout() as output,
+        threadpool_limits(limits=threads or threads_per_job(slots), user_api="blas"),
+    ):
         try:
             # the rows arrive scattered, not from a file: the same split, the same run as `make train`
             run_dir = train_run(config, arrays.path, tmp, rows=(arrays.x, arrays.y))
@@ -134,18 +137,24 @@ def connect(scheduler: str):
     try:
         from distributed import Client
     except ImportError:
-        raise KitError("DASK_SCHEDULER is set but dask.distributed is not installed; run `make venv`") from None
+        raise KitError(
+            "DASK_SCHEDULER is set but dask.distributed is not installed; run `make venv`"
+        ) from None
     try:
         client = Client(scheduler, timeout=CONNECT_SECONDS)
     except (OSError, TimeoutError, ValueError) as error:
-        raise KitError(f"cannot reach the Dask scheduler at {scheduler} ({type(error).__name__}: {error}); "
-                       f"start one with `dask scheduler` or fix DASK_SCHEDULER") from None
+        raise KitError(
+            f"cannot reach the Dask scheduler at {scheduler} ({type(error).__name__}: {error}); "
+            f"start one with `dask scheduler` or fix DASK_SCHEDULER"
+        ) from None
     try:
         client.wait_for_workers(1, timeout=WORKER_WAIT_SECONDS)
     except TimeoutError:
         client.close()
-        raise KitError(f"the Dask scheduler at {scheduler} has no workers after {WORKER_WAIT_SECONDS} s; "
-                       f"start some with `dask worker {scheduler}`") from None
+        raise KitError(
+            f"the Dask scheduler at {scheduler} has no workers after {WORKER_WAIT_SECONDS} s; "
+            f"start some with `dask worker {scheduler}`"
+        ) from None
     return client
 
 
@@ -154,13 +163,20 @@ def local_cluster(n_workers: int = 2):
     a real cluster on this machine, for the bench and the tests (use it as a context manager)."""
     from distributed import LocalCluster
 
-    return LocalCluster(n_workers=n_workers, processes=True, threads_per_worker=1, host="127.0.0.1",
-                        dashboard_address=None)
+    return LocalCluster(
+        n_workers=n_workers, processes=True, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
+    )
 
 
-def run_each_on_dask(configs: list[Config], dataset, train_path: str | os.PathLike, scheduler: str,
-                     threads: int | None = None, key_prefix: str = "kit-run",
-                     labels: list[str] | None = None) -> Iterator[tuple[int, dict]]:
+def run_each_on_dask(
+    configs: list[Config],
+    dataset,
+    train_path: str | os.PathLike,
+    scheduler: str,
+    threads: int | None = None,
+    key_prefix: str = "kit-run",
+    labels: list[str] | None = None,
+) -> Iterator[tuple[int, dict]]:
     """Train every config on the workers of the Dask scheduler at `scheduler`; yield
     (index into configs, train_on_worker's result) as each run finishes, in the order they
     finish. dataset: kit.data.Dataset of train_path (x (n, 784) uint8, y (n,)). labels name the
@@ -174,19 +190,29 @@ def run_each_on_dask(configs: list[Config], dataset, train_path: str | os.PathLi
     futures: dict = {}  # future -> index into configs
     try:
         n_workers = len(client.scheduler_info(n_workers=-1)["workers"])
-        log(f"dask: {n_workers} workers at {scheduler}; sending train.csv ({dataset.x.nbytes / 1e6:.1f} MB) "
-            f"to each of them once")
+        log(
+            f"dask: {n_workers} workers at {scheduler}; sending train.csv ({dataset.x.nbytes / 1e6:.1f} MB) "
+            f"to each of them once"
+        )
 
         def scatter():
-            return client.scatter(TrainArrays(dataset.x, dataset.y, str(train_path)), broadcast=True, hash=False)
+            return client.scatter(
+                TrainArrays(dataset.x, dataset.y, str(train_path)), broadcast=True, hash=False
+            )
 
         arrays = scatter()
         attempt_tag = os.urandom(3).hex()  # fresh keys: tasks of an earlier, interrupted sweep are not reused
         attempts = [0] * len(configs)
 
         def submit(index: int):
-            future = client.submit(train_on_worker, configs[index], arrays, threads, pure=False,
-                                   key=f"{key_prefix}-{labels[index].replace(' ', '-')}-{attempt_tag}-{attempts[index]}")
+            future = client.submit(
+                train_on_worker,
+                configs[index],
+                arrays,
+                threads,
+                pure=False,
+                key=f"{key_prefix}-{labels[index].replace(' ', '-')}-{attempt_tag}-{attempts[index]}",
+            )
             futures[future] = index
             return future
 
@@ -197,8 +223,10 @@ def run_each_on_dask(configs: list[Config], dataset, train_path: str | os.PathLi
                 result = future.result()
             except Exception as error:  # noqa: BLE001  (the task's own exception, or the cluster's)
                 if future.status == "error" or attempts[index] >= RETRIES:
-                    raise KitError(f"{labels[index]} failed on the Dask cluster ({type(error).__name__}: {error}); "
-                                   f"is the kit (and its dependencies) installed on every worker?") from None
+                    raise KitError(
+                        f"{labels[index]} failed on the Dask cluster ({type(error).__name__}: {error}); "
+                        f"is the kit (and its dependencies) installed on every worker?"
+                    ) from None
                 attempts[index] += 1
                 if future.status == "cancelled":
                     # its input died with the last workers that held it: send it again

@@ -37,15 +37,16 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from kit.config import Config, make_config, make_variable
+from kit.core.atomic import atomic_open
 from kit.core.console import log
 from kit.core.errors import KitError
-from kit.core.atomic import atomic_open
 from kit.sweep.space import Space, check_space, format_value, read_space
 
 RESULT_TAIL = ["best_epoch", "val_accuracy", "val_loss", "seconds", "run_id", "worker", "error"]
@@ -79,7 +80,9 @@ class Sweep:
         if number <= len(self.trials):
             return self.trials[number - 1]
         values = self.space.plan(number, self.trials[0].config.seed)[number - 1]
-        return Trial(number, values, make_config(self.preset, **{**self.space.fixed, **self.overrides, **values}))
+        return Trial(
+            number, values, make_config(self.preset, **{**self.space.fixed, **self.overrides, **values})
+        )
 
 
 @dataclass
@@ -96,9 +99,14 @@ class TrialOutcome:
 # --------------------------------------------------------------------------- planning
 
 
-def plan_sweep(space_path: str | os.PathLike, preset: str, overrides: dict[str, Any] | None,
-               train_path: str | os.PathLike, sweep_dir: str | os.PathLike = "sweeps",
-               n_trials: int | None = None) -> Sweep:
+def plan_sweep(
+    space_path: str | os.PathLike,
+    preset: str,
+    overrides: dict[str, Any] | None,
+    train_path: str | os.PathLike,
+    sweep_dir: str | os.PathLike = "sweeps",
+    n_trials: int | None = None,
+) -> Sweep:
     """Read and check the space against the base, plan the trials and read the sweep folder's
     results.csv (if this sweep ran before). Nothing is trained and nothing is written."""
     overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
@@ -106,7 +114,9 @@ def plan_sweep(space_path: str | os.PathLike, preset: str, overrides: dict[str, 
     check_space(space, preset, overrides)
     base = make_config(preset, **{**space.fixed, **overrides})
     if base.val_fraction <= 0:
-        raise KitError("a sweep ranks trials by validation accuracy; VAL_FRACTION=0 leaves no validation rows")
+        raise KitError(
+            "a sweep ranks trials by validation accuracy; VAL_FRACTION=0 leaves no validation rows"
+        )
     if n_trials is not None and n_trials < 1:
         raise KitError(f"TRIALS={n_trials}: give at least 1")
     count = n_trials or space.default_trials()
@@ -148,11 +158,15 @@ def read_results(sweep: Sweep) -> dict[int, dict[str, str]]:
             try:
                 number = int(row["trial"])
             except (KeyError, TypeError, ValueError):
-                raise KitError(f"{path}, line {line}: no trial number; move the file away to start over") from None
+                raise KitError(
+                    f"{path}, line {line}: no trial number; move the file away to start over"
+                ) from None
             trial = planned.get(number)
             if trial and any(row.get(name) != format_value(value) for name, value in trial.values.items()):
-                raise KitError(f"{path}, line {line}: trial {number}'s values differ from the space's; "
-                               f"was the file edited? move {sweep.folder} away to start over")
+                raise KitError(
+                    f"{path}, line {line}: trial {number}'s values differ from the space's; "
+                    f"was the file edited? move {sweep.folder} away to start over"
+                )
             rows[number] = row
     return rows
 
@@ -166,10 +180,14 @@ def write_sweep_files(sweep: Sweep) -> None:
     with atomic_open(sweep.folder / f"space{sweep.space.path.suffix}", "wb") as handle:
         handle.write(sweep.space.text)
     description = {
-        "id": sweep.id, "space_file": str(sweep.space.path), "method": sweep.space.method,
-        "preset": sweep.preset, "overrides": {k: format_value(v) for k, v in sweep.overrides.items()},
+        "id": sweep.id,
+        "space_file": str(sweep.space.path),
+        "method": sweep.space.method,
+        "preset": sweep.preset,
+        "overrides": {k: format_value(v) for k, v in sweep.overrides.items()},
         "fixed": {k: format_value(v) for k, v in sweep.space.fixed.items()},
-        "train": str(sweep.train_path), "trials_planned": len(sweep.trials),
+        "train": str(sweep.train_path),
+        "trials_planned": len(sweep.trials),
         "updated": datetime.now().isoformat(timespec="seconds"),
     }
     with atomic_open(sweep.folder / "sweep.json", "w") as handle:
@@ -204,8 +222,12 @@ def record(sweep: Sweep, outcome: TrialOutcome) -> dict[str, str]:
     row.update({name: format_value(value) for name, value in outcome.trial.values.items()})
     if outcome.run_dir is not None:
         metrics = json.loads((outcome.run_dir / "metrics.json").read_text())
-        row.update(best_epoch=str(metrics["best_epoch"]), val_accuracy=f"{metrics['val_accuracy']:.6f}",
-                   val_loss=f"{metrics['val_loss']:.6f}", run_id=outcome.run_dir.name)
+        row.update(
+            best_epoch=str(metrics["best_epoch"]),
+            val_accuracy=f"{metrics['val_accuracy']:.6f}",
+            val_loss=f"{metrics['val_loss']:.6f}",
+            run_id=outcome.run_dir.name,
+        )
     else:
         row["error"] = outcome.error or "failed"
     sweep.rows[outcome.trial.number] = row
@@ -216,11 +238,19 @@ def record(sweep: Sweep, outcome: TrialOutcome) -> dict[str, str]:
 # --------------------------------------------------------------------------- running
 
 
-def run_sweep(space_path: str | os.PathLike, preset: str = "default", overrides: dict[str, Any] | None = None,
-              train_path: str | os.PathLike = "data/train.csv", model_dir: str | os.PathLike = "models",
-              sweep_dir: str | os.PathLike = "sweeps", n_trials: int | None = None, n_jobs: int = 1,
-              scheduler: str | None = None, threads: int | None = None,
-              on_result: Callable[[dict[str, str]], None] | None = None) -> Sweep:
+def run_sweep(
+    space_path: str | os.PathLike,
+    preset: str = "default",
+    overrides: dict[str, Any] | None = None,
+    train_path: str | os.PathLike = "data/train.csv",
+    model_dir: str | os.PathLike = "models",
+    sweep_dir: str | os.PathLike = "sweeps",
+    n_trials: int | None = None,
+    n_jobs: int = 1,
+    scheduler: str | None = None,
+    threads: int | None = None,
+    on_result: Callable[[dict[str, str]], None] | None = None,
+) -> Sweep:
     """Plan the sweep, train its missing trials (locally in n_jobs processes, or on the Dask
     scheduler at `scheduler`), record each as it finishes, print the ranking and the best
     trial's `make train` line. threads: BLAS threads per trial (None: the backend's rule).
@@ -230,8 +260,10 @@ def run_sweep(space_path: str | os.PathLike, preset: str = "default", overrides:
     sweep = plan_sweep(space_path, preset, overrides, train_path, sweep_dir, n_trials)
     pending = [t for t in sweep.trials if t.number not in sweep.rows]
     where = f"on the Dask scheduler {scheduler}" if scheduler else f"{n_jobs} at a time in local processes"
-    log(f"sweep {sweep.id}: {len(sweep.trials)} {sweep.space.method} trials, "
-        f"{len(sweep.trials) - len(pending)} already done; {len(pending)} to train {where}")
+    log(
+        f"sweep {sweep.id}: {len(sweep.trials)} {sweep.space.method} trials, "
+        f"{len(sweep.trials) - len(pending)} already done; {len(pending)} to train {where}"
+    )
     dataset = load_train(train_path)  # a bad train.csv stops the sweep now; the processes then read its cache
     write_sweep_files(sweep)
     write_results(sweep)
@@ -245,10 +277,15 @@ def run_sweep(space_path: str | os.PathLike, preset: str = "default", overrides:
             for outcome in finished:
                 row = record(sweep, outcome)
                 done = sum(1 for t in sweep.trials if t.number in sweep.rows)
-                log(f"trial {outcome.trial.number} ({done}/{len(sweep.trials)}): " + (
-                    f"val_acc {row['val_accuracy']}, best epoch {row['best_epoch']}, {row['seconds']}s, "
-                    f"{_values_text(outcome.trial.values)} -> {Path(model_dir) / row['run_id']}"
-                    if not row.get("error") else f"failed: {row['error']}"))
+                log(
+                    f"trial {outcome.trial.number} ({done}/{len(sweep.trials)}): "
+                    + (
+                        f"val_acc {row['val_accuracy']}, best epoch {row['best_epoch']}, {row['seconds']}s, "
+                        f"{_values_text(outcome.trial.values)} -> {Path(model_dir) / row['run_id']}"
+                        if not row.get("error")
+                        else f"failed: {row['error']}"
+                    )
+                )
                 if on_result:
                     on_result(row)
     log(ranking_text(sweep, model_dir))
@@ -259,33 +296,42 @@ def _values_text(values: dict[str, Any]) -> str:
     return " ".join(f"{name}={format_value(value)}" for name, value in values.items())
 
 
-def _run_local(sweep: Sweep, pending: list[Trial], model_dir, n_jobs: int,
-               threads: int | None) -> Iterator[TrialOutcome]:
+def _run_local(
+    sweep: Sweep, pending: list[Trial], model_dir, n_jobs: int, threads: int | None
+) -> Iterator[TrialOutcome]:
     from kit.run.parallel import run_each
 
-    for index, outcome in run_each([t.config for t in pending], sweep.train_path, model_dir,
-                                   n_jobs=n_jobs, threads=threads, quiet=True):
+    for index, outcome in run_each(
+        [t.config for t in pending], sweep.train_path, model_dir, n_jobs=n_jobs, threads=threads, quiet=True
+    ):
         trial = pending[index]
         if outcome.run_dir is not None:
             tag_run(outcome.run_dir, sweep.id, trial.number)
         yield TrialOutcome(trial, outcome.run_dir, outcome.seconds, outcome.worker, outcome.error)
 
 
-def _run_dask(sweep: Sweep, pending: list[Trial], dataset, model_dir, scheduler: str,
-              threads: int | None) -> Iterator[TrialOutcome]:
+def _run_dask(
+    sweep: Sweep, pending: list[Trial], dataset, model_dir, scheduler: str, threads: int | None
+) -> Iterator[TrialOutcome]:
     from kit.sweep.dask_cluster import run_each_on_dask
 
-    for index, result in run_each_on_dask([t.config for t in pending], dataset, sweep.train_path, scheduler,
-                                          threads, key_prefix=f"kit-sweep-{sweep.id}",
-                                          labels=[f"trial {t.number}" for t in pending]):
+    for index, result in run_each_on_dask(
+        [t.config for t in pending],
+        dataset,
+        sweep.train_path,
+        scheduler,
+        threads,
+        key_prefix=f"kit-sweep-{sweep.id}",
+        labels=[f"trial {t.number}" for t in pending],
+    ):
         yield _place_files(sweep, pending[index], result, Path(model_dir))
 
 
 def _place_files(sweep: Sweep, trial: Trial, result: dict, model_dir: Path) -> TrialOutcome:
     """Write a worker's run files into a private folder in model_dir, tag them, then move the
     whole folder into place (so models/ never holds half a run)."""
-    from kit.run.parallel import _place
     from kit.run.folders import point_latest
+    from kit.run.parallel import _place
 
     if result["error"]:
         return TrialOutcome(trial, None, result["seconds"], result["worker"], result["error"])
@@ -308,10 +354,12 @@ def _place_files(sweep: Sweep, trial: Trial, result: dict, model_dir: Path) -> T
 
 def ranked(sweep: Sweep) -> list[dict[str, str]]:
     """Recorded rows, best first: validation accuracy, then lower loss, then trial; failures last."""
+
     def key(row):
         if row.get("error") or not row.get("val_accuracy"):
             return (1, 0.0, 0.0, int(row["trial"]))
         return (0, -float(row["val_accuracy"]), float(row["val_loss"]), int(row["trial"]))
+
     return sorted(sweep.rows.values(), key=key)
 
 
@@ -331,16 +379,34 @@ def ranking_text(sweep: Sweep, model_dir) -> str:
         return "no trial finished"
     names = [dim.name for dim in sweep.space.dims]
     header = ["rank", "trial", *names, "val_acc", "best_epoch", "seconds", "run_id"]
-    table = [[str(rank), row["trial"], *(row.get(n, "") for n in names),
-              row.get("val_accuracy", "") or "failed", row.get("best_epoch", ""), row.get("seconds", ""),
-              row.get("run_id", "") or row.get("error", "")] for rank, row in enumerate(rows, start=1)]
+    table = [
+        [
+            str(rank),
+            row["trial"],
+            *(row.get(n, "") for n in names),
+            row.get("val_accuracy", "") or "failed",
+            row.get("best_epoch", ""),
+            row.get("seconds", ""),
+            row.get("run_id", "") or row.get("error", ""),
+        ]
+        for rank, row in enumerate(rows, start=1)
+    ]
     widths = [max(len(line[i]) for line in [header] + table) for i in range(len(header))]
-    lines = ["", f"sweep {sweep.id}: {len(rows)} trials ranked by validation accuracy "
-                 f"({sweep.folder / 'results.csv'})"]
-    lines += ["  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in [header] + table]
+    lines = [
+        "",
+        f"sweep {sweep.id}: {len(rows)} trials ranked by validation accuracy "
+        f"({sweep.folder / 'results.csv'})",
+    ]
+    lines += [
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
+        for line in [header] + table
+    ]
     best = rows[0]
     if not best.get("error"):
-        lines += ["", f"best: trial {best['trial']}, validation accuracy {best['val_accuracy']} "
-                      f"({Path(model_dir) / best['run_id']}); to train it again:",
-                  "  " + train_command(sweep, sweep.trial(int(best["trial"])))]
+        lines += [
+            "",
+            f"best: trial {best['trial']}, validation accuracy {best['val_accuracy']} "
+            f"({Path(model_dir) / best['run_id']}); to train it again:",
+            "  " + train_command(sweep, sweep.trial(int(best["trial"]))),
+        ]
     return "\n".join(lines)

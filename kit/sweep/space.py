@@ -109,7 +109,9 @@ class Space:
         draws in sequence, a repeat of an earlier trial drawn again, so at most distinct_trials())."""
         if self.method == "grid":
             points = itertools.product(*(d.values for d in self.dims))
-            return [dict(zip((d.name for d in self.dims), point)) for point in itertools.islice(points, n_trials)]
+            return [
+                dict(zip((d.name for d in self.dims), point)) for point in itertools.islice(points, n_trials)
+            ]
         rng = np.random.default_rng(seed)
         hints = field_types()
         n_trials = min(n_trials, self.distinct_trials() or n_trials)
@@ -173,7 +175,11 @@ def read_space(path: str | os.PathLike) -> Space:
         try:
             document = json.loads(text.decode("utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            where = f"line {error.lineno}, column {error.colno}: " if isinstance(error, json.JSONDecodeError) else ""
+            where = (
+                f"line {error.lineno}, column {error.colno}: "
+                if isinstance(error, json.JSONDecodeError)
+                else ""
+            )
             raise KitError(f"{path}: not valid JSON: {where}{getattr(error, 'msg', error)}") from None
     else:
         raise KitError(f"{path}: a space file is .toml or .json")
@@ -218,26 +224,37 @@ def _check_name(path: Path, section: str, name: str, types: dict) -> None:
     if name not in types:
         close = difflib.get_close_matches(name, list(types), n=1)
         hint = f"did you mean {close[0]}? " if close else ""
-        raise KitError(f"{path}, {section}.{name}: no such setting; {hint}settings are kit.config.Config's "
-                       f"fields: {', '.join(types)}")
+        raise KitError(
+            f"{path}, {section}.{name}: no such setting; {hint}settings are kit.config.Config's "
+            f"fields: {', '.join(types)}"
+        )
 
 
 def _dimension(name: str, spec: Any, hint, where: str, method: str) -> Dimension:
     if isinstance(spec, list):
         if not spec:
             raise KitError(f"{where}: an empty list; give at least one value")
-        return Dimension(name, "choice", tuple(convert(value, hint, f"{where}[{i}]") for i, value in enumerate(spec)))
+        return Dimension(
+            name, "choice", tuple(convert(value, hint, f"{where}[{i}]") for i, value in enumerate(spec))
+        )
     if isinstance(spec, dict):
         if len(spec) != 1 or next(iter(spec)) not in RANGES:
-            raise KitError(f"{where}: a range is {{uniform = [low, high]}} or {{log_uniform = [low, high]}}, "
-                           f"not {spec!r}")
+            raise KitError(
+                f"{where}: a range is {{uniform = [low, high]}} or {{log_uniform = [low, high]}}, "
+                f"not {spec!r}"
+            )
         kind, bounds = next(iter(spec.items()))
         if hint not in (int, float):
             raise KitError(f"{where}: {kind} needs a number setting; give {name} a list of values")
         if method == "grid":
-            raise KitError(f"{where}: a range cannot be a grid axis; give a list of values or use method = \"random\"")
-        if (not isinstance(bounds, list) or len(bounds) != 2
-                or not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds)):
+            raise KitError(
+                f'{where}: a range cannot be a grid axis; give a list of values or use method = "random"'
+            )
+        if (
+            not isinstance(bounds, list)
+            or len(bounds) != 2
+            or not all(isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds)
+        ):
             raise KitError(f"{where}: {kind} needs [low, high], two numbers; got {bounds!r}")
         low, high = (float(b) for b in bounds)
         if not (math.isfinite(low) and math.isfinite(high)) or low > high:
@@ -247,8 +264,10 @@ def _dimension(name: str, spec: Any, hint, where: str, method: str) -> Dimension
         if hint is int and math.ceil(low) > math.floor(high):
             raise KitError(f"{where}: an empty range [{bounds[0]}, {bounds[1]}]: no whole number in it")
         return Dimension(name, kind, (low, high))
-    raise KitError(f"{where}: give a list of values or a range ({{uniform = [low, high]}}); "
-                   f"a single value belongs in [fixed]")
+    raise KitError(
+        f"{where}: give a list of values or a range ({{uniform = [low, high]}}); "
+        f"a single value belongs in [fixed]"
+    )
 
 
 def convert(value: Any, hint, where: str) -> Any:
@@ -268,11 +287,16 @@ def convert(value: Any, hint, where: str) -> Any:
     if typing.get_origin(hint) is tuple:
         if isinstance(value, str):
             return parse_int_tuple(value, where)
-        if (isinstance(value, list) and value
-                and all(isinstance(v, int) and not isinstance(v, bool) for v in value)):
+        if (
+            isinstance(value, list)
+            and value
+            and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        ):
             return tuple(value)
         raise KitError(f"{where}: {value!r} is not a list of whole numbers, e.g. [256, 128]")
-    wanted = {float: "a number", int: "a whole number", bool: "true or false", str: "a string"}.get(hint, str(hint))
+    wanted = {float: "a number", int: "a whole number", bool: "true or false", str: "a string"}.get(
+        hint, str(hint)
+    )
     raise KitError(f"{where}: {value!r} is {type(value).__name__}; expected {wanted}")
 
 
@@ -289,8 +313,10 @@ def check_space(space: Space, preset: str, overrides: dict[str, Any]) -> None:
     for dim in space.dims:
         where = f"{space.path}, space.{dim.name}"
         if dim.name in overrides:
-            raise KitError(f"{where}: swept here and set on the command line "
-                           f"({make_variable(dim.name)}={format_value(overrides[dim.name])}); drop one")
+            raise KitError(
+                f"{where}: swept here and set on the command line "
+                f"({make_variable(dim.name)}={format_value(overrides[dim.name])}); drop one"
+            )
         for value in dim.extremes(field_types()[dim.name]):
             _try_config(preset, {**base, dim.name: value}, f"{where} = {format_value(value)}")
     base_config = make_config(preset, **base)
@@ -305,9 +331,11 @@ def check_space(space: Space, preset: str, overrides: dict[str, Any]) -> None:
         else:
             possible = (getattr(base_config, other),)
         if not any(acts(value) for value in possible):
-            raise KitError(f"{space.path}, {section}.{name}: only used with {needs}, and every trial has "
-                           f"{other} = {format_value(possible[0])} (PRESET={preset}); set {other} in [fixed] "
-                           f"or choose another PRESET")
+            raise KitError(
+                f"{space.path}, {section}.{name}: only used with {needs}, and every trial has "
+                f"{other} = {format_value(possible[0])} (PRESET={preset}); set {other} in [fixed] "
+                f"or choose another PRESET"
+            )
 
 
 def _try_config(preset: str, values: dict[str, Any], where: str) -> None:
