@@ -16,7 +16,8 @@ from typing import Any
 
 from kit.core.errors import KitError
 from kit.nn.layers import ACTIVATIONS
-from kit.nn.optim import OPTIMIZERS, SCHEDULES
+from kit.nn.optim import OPTIMIZERS
+from kit.nn.schedules import SCHEDULES
 
 ARCHS = ("mlp", "cnn")
 

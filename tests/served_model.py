@@ -13,8 +13,9 @@ import pytest
 from PIL import Image
 
 from kit.config import make_config
-from kit.data.load import load_split
+from kit.data.load import load_train
 from kit.data.preprocess import resample_matrix
+from kit.data.split import run_split
 from kit.run.model import Model
 
 try:  # the archive installer is moving from kit.kaggle_io to kit.archive
@@ -42,10 +43,9 @@ def sample_model(tmp_path_factory) -> SampleModel:
     install_archive(SAMPLE_ZIP, root / "data")
     config = make_config("default", epochs=EPOCHS, seed=0)
     run_dir = train_run(config, root / "data" / "train.csv", root / "models")
-    _, _, x_val, y_val = load_split(
-        root / "data" / "train.csv", config.val_fraction, np.random.default_rng(config.seed)
-    )
-    x_val = np.rint(x_val * 255).astype(np.uint8)
+    dataset = load_train(root / "data" / "train.csv")
+    _, val_idx, _ = run_split(dataset.y, config.val_fraction, config.seed)
+    x_val, y_val = dataset.x[val_idx], dataset.y[val_idx].astype(np.int64)
     return SampleModel(Model.load(run_dir / "model.npz"), run_dir, x_val, y_val)
 
 

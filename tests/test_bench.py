@@ -49,7 +49,8 @@ def test_the_cnn_floor_counts_every_convolution_of_a_block():
 
 
 def test_time_epochs_reports_a_ratio(competition):
-    from kit.data.load import load_train, to_float
+    from kit.data.load import load_train
+    from kit.data.split import to_float
 
     dataset = load_train(competition / "train.csv")
     x, y = to_float(dataset.x), dataset.y.astype(np.int64)
@@ -224,8 +225,7 @@ def test_flat_parameters_keep_values_and_a_step_moves_every_layer():
     )
     before = [{k: v.copy() for k, v in layer.params.items()} for layer in network.layers]
     x = np.random.default_rng(1).random((8, 784), dtype=np.float32)
-    network.loss(network.forward(x, training=True), np.arange(8) % 10)
-    network.backward()
+    network.gradients(x, np.arange(8) % 10)
     grads = [{k: v.copy() for k, v in layer.grads.items()} for layer in network.layers]
     OPTIMIZERS["sgd"](store).step(0.5)
     for layer, old, grad in zip(network.layers, before, grads):
@@ -262,9 +262,7 @@ def test_layers_keep_writing_into_the_packed_buffers(preset):
     network = build_network(config, np.random.default_rng(0))
     groups = network.parameters.groups()
     x = np.random.default_rng(1).random((8, 784), dtype=np.float32)
-    logits = network.forward(x, training=True)
-    network.loss(logits, np.arange(8) % 10)
-    network.backward()
+    network.gradients(x, np.arange(8) % 10)
     for layer in network.layers:
         for name in layer.params:
             assert any(np.shares_memory(layer.params[name], p) for p, _, _ in groups), (layer, name)

@@ -7,7 +7,8 @@ import pytest
 
 from kit.cli import main
 from kit.core.errors import KitError
-from kit.data.load import load_split
+from kit.data.load import load_train
+from kit.data.split import require_two_classes, split_rows
 
 HEADER = "label," + ",".join(f"pixel{i}" for i in range(784))
 
@@ -45,11 +46,29 @@ def test_one_label_is_refused_with_one_line_before_training(tmp_path, capsys):
 @pytest.mark.parametrize("val_fraction", [0.0, 0.1])
 def test_one_label_is_refused_with_or_without_validation(tmp_path, val_fraction):
     path = write_rows(tmp_path / "train.csv", [0] * 30)
+    code = main(
+        [
+            "train",
+            "--train",
+            str(path),
+            "--model-dir",
+            str(tmp_path / "models"),
+            "--epochs",
+            "1",
+            "--val-fraction",
+            str(val_fraction),
+            "--report",
+            "0",
+        ]
+    )
+    assert code == 2 and not (tmp_path / "models").exists()
     with pytest.raises(KitError, match="at least two classes"):
-        load_split(path, val_fraction, np.random.default_rng(0))
+        require_two_classes(load_train(path).y, path)
 
 
 def test_two_labels_are_enough(tmp_path):
     path = write_rows(tmp_path / "train.csv", [0, 1] * 15)
-    x_train, y_train, x_val, y_val = load_split(path, 0.2, np.random.default_rng(0))
+    dataset = load_train(path)
+    require_two_classes(dataset.y, path)
+    x_train, y_train, x_val, y_val, _ = split_rows(dataset.x, dataset.y, 0.2, seed=0)
     assert set(y_train.tolist()) == {0, 1} and set(y_val.tolist()) == {0, 1}

@@ -13,6 +13,7 @@ import pytest
 from kit.cli import main
 from kit.core.errors import KitError
 from kit.data import load as data
+from kit.data import split
 from synthetic import make_images, write_test, write_train
 
 HEADER = "label," + ",".join(f"pixel{i}" for i in range(784))
@@ -141,7 +142,7 @@ def test_cache_is_used_and_rebuilt_when_csv_changes(tmp_path, monkeypatch):
 def test_stratified_split_keeps_class_proportions_within_one_row():
     rng = np.random.default_rng(0)
     y = rng.choice(10, size=4203, p=np.linspace(0.05, 0.15, 10))
-    train_idx, val_idx = data.stratified_split(y, 0.1, np.random.default_rng(1))
+    train_idx, val_idx = split.stratified_split(y, 0.1, np.random.default_rng(1))
     assert len(np.intersect1d(train_idx, val_idx)) == 0
     assert len(train_idx) + len(val_idx) == len(y)
     counts, val_counts = np.bincount(y, minlength=10), np.bincount(y[val_idx], minlength=10)
@@ -154,7 +155,9 @@ def test_stratified_split_allocates_as_scikit_learn_does(fraction):
     from sklearn.model_selection import StratifiedShuffleSplit
 
     y = np.random.default_rng(3).choice(10, size=997, p=np.linspace(0.02, 0.18, 10))
-    val_counts = np.bincount(y[data.stratified_split(y, fraction, np.random.default_rng(4))[1]], minlength=10)
+    val_counts = np.bincount(
+        y[split.stratified_split(y, fraction, np.random.default_rng(4))[1]], minlength=10
+    )
     n_val = round(len(y) * fraction)
     splitter = StratifiedShuffleSplit(n_splits=1, test_size=n_val, random_state=0)
     sk_val = next(splitter.split(np.zeros(len(y)), y))[1]
@@ -165,15 +168,15 @@ def test_stratified_split_allocates_as_scikit_learn_does(fraction):
 
 def test_split_is_seeded():
     y = np.arange(500) % 10
-    a = data.stratified_split(y, 0.2, np.random.default_rng(5))[1]
-    b = data.stratified_split(y, 0.2, np.random.default_rng(5))[1]
-    c = data.stratified_split(y, 0.2, np.random.default_rng(6))[1]
+    a = split.stratified_split(y, 0.2, np.random.default_rng(5))[1]
+    b = split.stratified_split(y, 0.2, np.random.default_rng(5))[1]
+    c = split.stratified_split(y, 0.2, np.random.default_rng(6))[1]
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
 
 
 def test_to_float_scales_to_unit_interval():
     x = np.array([[0, 255, 51]], dtype=np.uint8)
-    out = data.to_float(x)
+    out = split.to_float(x)
     assert out.dtype == np.float32
     np.testing.assert_allclose(out, [[0.0, 1.0, 0.2]], rtol=1e-6)

@@ -14,7 +14,7 @@ import pytest
 from kit.cli import main
 from kit.config import make_config
 from kit.core.errors import KitError
-from kit.data.load import to_float
+from kit.data.split import to_float
 from kit.nn import image_layers as I
 from kit.nn import layers as L
 from kit.onnx.export import IR_VERSION, OPSET, build_onnx, export_run

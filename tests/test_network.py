@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from kit.config import PRESETS, make_config
-from kit.nn.network import Replicas
 from kit.nn.optim import OPTIMIZERS
+from kit.nn.replicas import Replicas
 from kit.run.model import Model, build_network
-from kit.run.train import fit
+from kit.run.trainer import fit
 
 SMALL = dict(hidden=(6,), conv_channels=(2, 3))  # every layer kind of the preset, few parameters
 
@@ -32,7 +32,7 @@ def reseed_dropout(network) -> None:
 
 def loss_of(network, x, y) -> float:
     reseed_dropout(network)
-    return network.loss(network.forward(x, training=True), y)
+    return network.loss_fn.forward(network.forward(x, training=True), y)
 
 
 @pytest.mark.parametrize(
@@ -49,8 +49,8 @@ def test_whole_network_gradient_matches_central_differences(preset, overrides):
     store.values[store.n_decayed :] += (
         rng.standard_normal(store.values.size - store.n_decayed) * 0.1
     )  # biases off 0
-    loss_of(network, x, y)
-    network.backward()
+    reseed_dropout(network)
+    network.gradients(x, y)
     analytic = store.grads.copy()
     checked = 0
     for key, (start, stop, _) in store.index.items():
@@ -77,7 +77,7 @@ def test_whole_network_gradient_matches_central_differences(preset, overrides):
 def test_loss_at_initialisation_is_about_ln_10(preset):
     _, network = small_network(preset, dtype=np.float32, hidden=(64,), conv_channels=(8, 16))
     x = np.random.default_rng(1).random((256, 784), dtype=np.float32) * 0.3
-    loss = network.loss(network.forward(x, training=False), np.arange(256) % 10)
+    loss = network.loss_fn.forward(network.forward(x, training=False), np.arange(256) % 10)
     assert abs(loss - math.log(10)) < 0.5, loss
 
 
@@ -88,13 +88,11 @@ def test_memorises_one_small_batch():
     optimizer = OPTIMIZERS["adam"](network.parameters, momentum=0.9)
     rng = np.random.default_rng(2)
     x, y = rng.random((32, 784), dtype=np.float32), rng.integers(0, 10, 32)
-    first = network.loss(network.forward(x, training=True), y)
-    for _ in range(150):
-        network.loss(network.forward(x, training=True), y)
-        network.backward()
-        optimizer.step(3e-3)
+    first = network.train_step(x, y, optimizer, 3e-3)
+    for _ in range(149):
+        network.train_step(x, y, optimizer, 3e-3)
     predicted = np.empty(32, dtype=np.intp)
-    last = network.loss(network.forward(x, training=False), y, predicted)
+    last = network.loss_fn.forward(network.forward(x, training=False), y, predicted)
     assert last < 0.05 < first and np.array_equal(predicted, y)
 
 
@@ -123,24 +121,49 @@ def test_learns_what_only_hidden_layers_can_learn():
 
 
 def test_a_replica_computes_with_the_same_weights_and_its_parts_sum_to_the_whole_gradient():
-    """kit.train.Trainer's data-parallel step: the batch's gradient equals the sum of its parts'
+    """kit.nn.replicas' data-parallel step: the batch's gradient equals the sum of its parts'
     gradients, each part's mean taken over the whole batch (without batch norm, which
     normalises each part by itself)."""
     _, network = small_network("best", batch_norm=False, dropout=0.0)
     twin = network.replica()
     rng = np.random.default_rng(4)
     x, y = rng.random((12, 784)), rng.integers(0, 10, 12)
-    network.loss(network.forward(x, training=True), y)
-    network.backward()
+    network.gradients(x, y)
     whole = network.parameters.grads.copy()
-    network.loss(network.forward(x[:5], training=True), y[:5])
-    network.backward(12)
-    twin.loss(twin.forward(x[5:], training=True), y[5:])
-    twin.backward(12)
+    network.gradients(x[:5], y[:5], rows=12)
+    twin.gradients(x[5:], y[5:], rows=12)
     assert np.abs(twin.parameters.grads).max() > 1e-3
     np.testing.assert_allclose(network.parameters.grads + twin.parameters.grads, whole, rtol=1e-9, atol=1e-12)
     network.parameters.values *= 0.5  # an optimiser step on the network is one on the replica
     np.testing.assert_array_equal(network.forward(x, training=False), twin.forward(x, training=False))
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_the_replicas_step_is_the_networks_step_on_the_whole_batch(optimizer):
+    """Replicas.train_step (two networks, each on half the batch in its own thread, gradients
+    summed, one update in two shares) moves the weights as Network.train_step on the whole batch
+    does (no batch norm: it normalises each part by itself; no dropout: each replica draws its own
+    masks)."""
+    config, one = small_network("best", batch_norm=False, dropout=0.0)
+    _, two = small_network("best", batch_norm=False, dropout=0.0)
+    replicas = Replicas(two, 2)
+    rng = np.random.default_rng(6)
+    try:
+        steppers = [
+            OPTIMIZERS[optimizer](net.parameters, weight_decay=0.01, grad_clip=5.0) for net in (one, two)
+        ]
+        for _ in range(3):
+            x, y = rng.random((20, 784)), rng.integers(0, 10, 20)
+            predicted_whole, predicted_parts = np.full(20, -1, dtype=np.intp), np.full(20, -1, dtype=np.intp)
+            whole = one.train_step(x, y, steppers[0], 0.01, predicted_whole)
+            parts = replicas.train_step(x, y, steppers[1], 0.01, predicted_parts)
+            assert parts == pytest.approx(whole, rel=1e-12)
+            np.testing.assert_array_equal(predicted_parts, predicted_whole)
+        before = small_network("best", batch_norm=False)[1].parameters.values
+        assert np.abs(one.parameters.values - before).max() > 1e-4  # the steps moved the weights
+        np.testing.assert_allclose(two.parameters.values, one.parameters.values, rtol=1e-9, atol=1e-12)
+    finally:
+        replicas.close()
 
 
 @pytest.mark.parametrize("rows, parts", [(40, 2), (12, 1), (16, 2), (1, 1)])
@@ -153,7 +176,10 @@ def test_replicas_predict_each_part_of_the_rows_as_the_network_predicts_the_whol
     expected = network.predict_proba(x, 16)
     replicas = Replicas(network, 2)
     try:
-        assert len(replicas.bounds(rows)) - 1 == parts
+        assert len(replicas.parts(rows)) == parts
+        assert all(
+            part.stop - part.start >= min(rows, Replicas.min_part_rows) for part in replicas.parts(rows)
+        )
         np.testing.assert_allclose(replicas.predict_proba(x, 16), expected, rtol=1e-5, atol=1e-6)
         model = Model(config, [network])
         np.testing.assert_allclose(model.predict_proba(x, tta=False), expected, rtol=1e-5, atol=1e-6)
@@ -196,7 +222,7 @@ def test_a_model_saved_before_pooling_moved_into_the_convolution_still_loads(tmp
 def test_a_replica_reads_but_never_moves_the_running_averages():
     """Batch norm's running averages come from the first part of each batch only (two threads
     updating one array would race); in evaluation a replica uses them, so it predicts as the
-    network does (kit.train.Trainer.predict_proba splits the validation rows that way)."""
+    network does (kit.run.trainer.Trainer.validate splits the validation rows that way)."""
     _, network = small_network("best")
     twin = network.replica()
     x = np.random.default_rng(6).random((10, 784))

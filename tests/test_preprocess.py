@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kit.data.load import to_float
 from kit.data.preprocess import ImageProblem, decode_image, resample_matrix, to_mnist
+from kit.data.split import to_float
 
 
 def centre_of_mass(image: np.ndarray) -> tuple[float, float]:

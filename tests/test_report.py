@@ -14,7 +14,8 @@ import pytest
 from kit.cli import main
 from kit.config import make_config
 from kit.core.errors import KitError
-from kit.data.load import load_split, load_test, to_float
+from kit.data.load import load_test, load_train
+from kit.data.split import run_split, to_float
 from kit.report import page as report_module
 from kit.report.page import write_report
 from kit.report.runs_table import list_runs
@@ -120,9 +121,9 @@ def test_mistakes_gallery_shows_only_real_mistakes_most_confident_first(reported
     run_dir, _, report = reported
     model = Model.load(run_dir / "model.npz")
     config = model.config
-    _, _, x_val, y_val = load_split(
-        competition / "train.csv", config.val_fraction, np.random.default_rng(config.seed)
-    )
+    dataset = load_train(competition / "train.csv")
+    _, val_idx, _ = run_split(dataset.y, config.val_fraction, config.seed)
+    x_val, y_val = to_float(dataset.x[val_idx]), dataset.y[val_idx]
     probs = model.predict_proba(x_val, tta=False)
     predicted = probs.argmax(axis=1)
     n_wrong = int(np.count_nonzero(predicted != y_val))

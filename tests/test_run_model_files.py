@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from kit.cli import main
-from kit.data.load import load_test, to_float
+from kit.data.load import load_test
+from kit.data.split import to_float
 from kit.data.submission import read_submission
 from kit.run.model import Model
 

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kit.data.load import to_float
+from kit.data.split import to_float
 from kit.serve.app import BackgroundServer, create_app
 from served_model import drawn_png, png
 

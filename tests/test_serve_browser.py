@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from browser import console_errors
-from kit.data.load import to_float
 from kit.data.preprocess import resample_matrix
+from kit.data.split import to_float
 from kit.serve.app import BackgroundServer, create_app
 
 pytestmark = pytest.mark.slow

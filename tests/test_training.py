@@ -14,6 +14,7 @@ from kit.config import make_config
 from kit.data.submission import read_submission
 from kit.run import train as train_module
 from kit.run.model import Model
+from kit.run.trainer import Trainer, fit
 from synthetic import write_competition
 
 
@@ -94,7 +95,7 @@ def scripted_validation(monkeypatch, accuracies):
         seen.append(trainer.network.copy_state())
         return 1.0 - acc, acc
 
-    monkeypatch.setattr(train_module.Trainer, "validate", validate)
+    monkeypatch.setattr(Trainer, "validate", validate)
     return seen
 
 
@@ -103,7 +104,7 @@ def test_patience_stops_early_and_keeps_the_best_epoch(monkeypatch):
     rng = np.random.default_rng(0)
     x, y = rng.random((64, 784), dtype=np.float32), np.arange(64) % 10
     config = make_config("reference", hidden=(8,), epochs=6, patience=2, batch_size=16)
-    result = train_module.fit(config, x, y, x[:20], y[:20], np.random.default_rng(1))
+    result = fit(config, x, y, x[:20], y[:20], np.random.default_rng(1))
     assert [row["epoch"] for row in result.history] == [1, 2, 3, 4]  # epochs 3 and 4 were not better
     assert result.best_epoch == 2
     for key, value in result.network.state().items():
@@ -114,14 +115,14 @@ def test_best_weights_are_on_disk_before_the_run_ends(competition, tmp_path, mon
     """A crash in epoch 4 (not Ctrl-C: nothing catches it) leaves the run folder with epoch 2's
     weights and history, usable by `make submit`, and no models/latest pointing at it."""
     seen = scripted_validation(monkeypatch, [0.5, 0.8, 0.7, 0.9])
-    real_epoch = train_module.Trainer.train_epoch
+    real_epoch = Trainer.train_epoch
 
     def crashing_epoch(self, epoch, x, y):
         if epoch == 4:
             raise MemoryError("simulated")
         return real_epoch(self, epoch, x, y)
 
-    monkeypatch.setattr(train_module.Trainer, "train_epoch", crashing_epoch)
+    monkeypatch.setattr(Trainer, "train_epoch", crashing_epoch)
     config = make_config("reference", hidden=(8,), epochs=6, batch_size=32, val_fraction=0.2)
     with pytest.raises(MemoryError):
         train_module.train_run(config, competition / "train.csv", tmp_path / "models")
@@ -135,7 +136,7 @@ def test_best_weights_are_on_disk_before_the_run_ends(competition, tmp_path, mon
 
 
 def test_a_run_that_fails_in_its_first_epoch_leaves_no_folder(competition, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(train_module.Trainer, "train_epoch", lambda self, epoch, x, y: (float("nan"), 0.0))
+    monkeypatch.setattr(Trainer, "train_epoch", lambda self, epoch, x, y: (float("nan"), 0.0))
     models = tmp_path / "models"
     assert (
         main(
@@ -161,7 +162,7 @@ def test_a_run_that_fails_in_its_first_epoch_leaves_no_folder(competition, tmp_p
 
 def crash_at(monkeypatch, call: int, error=MemoryError):
     """Trainer.train_epoch raises on its call-th call (counted over every fit of the run)."""
-    real_epoch = train_module.Trainer.train_epoch
+    real_epoch = Trainer.train_epoch
     calls = {"n": 0}
 
     def epoch(self, *args):
@@ -170,7 +171,7 @@ def crash_at(monkeypatch, call: int, error=MemoryError):
             raise error("simulated")
         return real_epoch(self, *args)
 
-    monkeypatch.setattr(train_module.Trainer, "train_epoch", epoch)
+    monkeypatch.setattr(Trainer, "train_epoch", epoch)
 
 
 def run_arrays(run_dir: Path) -> dict[str, np.ndarray]:
@@ -219,7 +220,7 @@ def test_a_resumed_run_ends_exactly_where_an_unstopped_one_does(
     monkeypatch.undo()
     (stopped,) = (tmp_path / "stopped").iterdir()
     assert not (stopped / "metrics.json").exists()
-    from kit.run.folders import load_resume
+    from kit.run.resume import load_resume
 
     meta, _ = load_resume(stopped)
     assert (meta["member"], meta["phase"], meta["fit"]["epoch"]) == where

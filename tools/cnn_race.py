@@ -28,7 +28,8 @@ sys.path.insert(0, str(ROOT))
 from kit.bench.speed import PEER_RECORD, time_epochs  # noqa: E402
 from kit.config import make_config  # noqa: E402
 from kit.core.machine import machine_summary  # noqa: E402
-from kit.data.load import load_split  # noqa: E402
+from kit.data.load import load_train  # noqa: E402
+from kit.data.split import split_rows  # noqa: E402
 
 RECORD = ROOT / "bench" / PEER_RECORD
 
@@ -42,10 +43,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--record", action="store_true", help=f"write {RECORD.relative_to(ROOT)}")
     args = parser.parse_args()
-    import numpy as np
 
     config = make_config("best", augment=False)
-    x, y, _, _ = load_split(args.train, config.val_fraction, np.random.default_rng(0))
+    dataset = load_train(args.train)
+    x, y, *_ = split_rows(dataset.x, dataset.y, config.val_fraction, seed=0)
     x, y = x[: args.rows], y[: args.rows]
     rounds = []
     for r in range(args.rounds):

@@ -9,8 +9,8 @@ backward, the loss, the optimiser. For work on the speed of the training step (i
     .venv/bin/python tools/profile_step.py --preset best --rows 3200 --batch 64 --threads 1   # one replica
 
 The parts are those of one network on the whole batch; with two or more BLAS threads a CNN
-trains as replicas (kit.train.Trainer), each one thread on a part of the batch, which the
-last line (Trainer.train_epoch) includes.
+trains as replicas (kit.nn.replicas), each one thread on a part of the batch, which the last
+line (Trainer.train_epoch) includes.
 
 Prints milliseconds per epoch for each part (the minimum over --epochs epochs after one warm-up
 epoch), the same per step, and, for comparison, the same epoch through Trainer.train_epoch.
@@ -29,8 +29,9 @@ import numpy as np
 
 from kit.config import make_config
 from kit.core.blas import limit_blas
-from kit.data.load import load_split
-from kit.run.train import Trainer
+from kit.data.load import load_train
+from kit.data.split import split_rows
+from kit.run.trainer import Trainer
 
 
 def profile_epoch(
@@ -52,7 +53,7 @@ def profile_epoch(
             key = f"forward {i} {type(layer).__name__}"
             parts[key] = parts.get(key, 0.0) + clock() - t0
         t0 = clock()
-        network.loss(h, y_order[start : start + batch])
+        network.loss_fn.forward(h, y_order[start : start + batch])
         grad = network.loss_fn.backward()
         parts["loss forward+backward"] = parts.get("loss forward+backward", 0.0) + clock() - t0
         for i in reversed(range(len(network.layers))):
@@ -91,7 +92,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     config = make_config(args.preset, augment=False, batch_size=args.batch or None)
-    x, y, _, _ = load_split(args.train, config.val_fraction, np.random.default_rng(0))
+    dataset = load_train(args.train)
+    x, y, *_ = split_rows(dataset.x, dataset.y, config.val_fraction, seed=0)
     if args.rows:
         x, y = x[: args.rows], y[: args.rows]
     with limit_blas(args.threads):

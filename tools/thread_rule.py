@@ -18,8 +18,9 @@ from threadpoolctl import threadpool_limits
 
 from kit.config import make_config
 from kit.core.blas import usable_cores
-from kit.data.load import load_split
-from kit.run.train import Trainer
+from kit.data.load import load_train
+from kit.data.split import split_rows
+from kit.run.trainer import Trainer
 
 
 def plain_epoch(
@@ -63,7 +64,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     config = make_config(args.preset)
-    x, y, _, _ = load_split(args.train, config.val_fraction, np.random.default_rng(0))
+    dataset = load_train(args.train)
+    x, y, *_ = split_rows(dataset.x, dataset.y, config.val_fraction, seed=0)
     rng = np.random.default_rng(1)
     sizes = [784, 128, 64, 10]
     params = []

@@ -42,7 +42,7 @@ def prediction_rows(train_path: Path, n_rows: int = PREDICT_ROWS) -> tuple[np.nd
 def bench_run(model_path: str | os.PathLike, train_path: Path, x: np.ndarray, rounds: int, say=print) -> dict:
     """Export one run (float and int8) into a temporary folder and measure the three engines."""
     from kit.core.blas import blas_threads_now
-    from kit.data.load import to_float
+    from kit.data.split import to_float
     from kit.onnx.export import export_run, recorded_train_path, run_rows
     from kit.onnx.predict import OnnxModel
     from kit.run.folders import resolve_model

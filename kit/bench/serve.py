@@ -67,8 +67,8 @@ def prediction_times(
 ) -> dict:
     """Milliseconds per server-side prediction (decode + preprocess + forward) of each model, and
     its parts. The models take turns call by call, so both see the same machine load."""
-    from kit.data.load import to_float
     from kit.data.preprocess import decode_image, to_mnist
+    from kit.data.split import to_float
     from kit.serve.app import ServedModel
 
     served = {name: ServedModel(model) for name, model in models.items()}

@@ -40,7 +40,8 @@ import numpy as np
 from kit.config import Config, make_config
 from kit.core.machine import describe_machine, load_average, machine_info, repeat_timing, spread, write
 from kit.core.mnist import N_CLASSES, N_PIXELS
-from kit.data.load import load_test, load_train, parse_csv, stratified_split, to_float
+from kit.data.load import load_test, load_train, parse_csv
+from kit.data.split import run_split, to_float
 
 SPEED_MD, SPEED_JSON = "speed.md", "speed.json"
 ACCURACY_MD, ACCURACY_JSON = "accuracy.md", "accuracy.json"
@@ -199,7 +200,7 @@ def time_epochs(
 
 
 def _time_epochs(config: Config, x: np.ndarray, y: np.ndarray, epochs: int, seed: int) -> dict:
-    from kit.run.train import Trainer
+    from kit.run.trainer import Trainer
 
     n_batches = math.ceil(len(x) / config.batch_size)
     trainer = Trainer(config, x.shape[1], epochs + 1, np.random.default_rng(seed))
@@ -277,7 +278,7 @@ def predict_times(preset: str, x: np.ndarray, repeats: int, seed: int = 0) -> di
 FIRST_BATCH_PROBE = """
 import os, sys, time
 started = float(os.environ["KIT_BENCH_T0"])
-import kit.run.train as train
+import kit.run.trainer as train
 original = train.Trainer.train_epoch
 def probed(self, *args, **kwargs):
     if not getattr(train, "_bench_seen", False):
@@ -382,7 +383,7 @@ def speed_bench(train_path: str | os.PathLike, sizes: SpeedSizes | None = None, 
 
     dataset = load_train(train_path)
     x_all, y_all = to_float(dataset.x), dataset.y.astype(np.int64)
-    train_idx, _ = stratified_split(y_all, 0.1, np.random.default_rng(0))
+    train_idx, _, _ = run_split(y_all, 0.1, seed=0)
     x, y = x_all[train_idx], y_all[train_idx]
     del x_all
 

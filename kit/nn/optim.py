@@ -1,15 +1,14 @@
-"""Optimisers and learning-rate schedules, each in a registry so a new one drops in
-without touching the training loop.
+"""Optimisers, in a registry so a new one drops in without touching the training loop, and the
+flat parameter store they update.
 
 An optimiser updates a FlatParameters in place: step(lr) walks its two groups, the decayed
 entries (weight matrices and kernels) and the rest (biases, batch-norm scales and shifts), which
-are not weight-decayed.
+are not weight-decayed. The learning rate comes from a schedule (kit.nn.schedules).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
 
@@ -77,30 +76,23 @@ class Optimizer:
         self.t = 0
         self.scratch = [np.empty_like(p) for p, _, _ in self.groups]
 
-    def step(
-        self, lr: float, parts: int = 1, run: Callable[[list[Callable[[], None]]], None] | None = None
-    ) -> None:
-        """Update every parameter from its gradient. With `parts` > 1 each group is cut into
-        that many slices, and `run` receives one task per slice index, to run them at once (the
-        trainer's threads: every update is elementwise, so slices are independent)."""
+    def step(self, lr: float) -> None:
+        """Update every parameter from its gradient, once per batch."""
+        self.start_step(lr)
+        self.update_share(lr, 0, 1)
+
+    def start_step(self, lr: float) -> None:
+        """What a step does once, before its updates: count it, clip the gradients."""
         self.t += 1
         if self.grad_clip:
             self._clip()
 
-        def task(k: int) -> Callable[[], None]:
-            def update_slices() -> None:
-                for i, (param, grad, decay) in enumerate(self.groups):
-                    sl = slice(len(param) * k // parts, len(param) * (k + 1) // parts)
-                    self.update(i, sl, param[sl], grad[sl], decay, lr)
-
-            return update_slices
-
-        tasks = [task(k) for k in range(parts)]
-        if run is None:
-            for update_slices in tasks:
-                update_slices()
-        else:
-            run(tasks)
+    def update_share(self, lr: float, k: int, n: int) -> None:
+        """Update share k of n of the parameters: a slice of each group. Every update is
+        elementwise, so the shares are independent: kit.nn.replicas runs one per thread."""
+        for i, (param, grad, decay) in enumerate(self.groups):
+            sl = slice(len(param) * k // n, len(param) * (k + 1) // n)
+            self.update(i, sl, param[sl], grad[sl], decay, lr)
 
     def update(self, i: int, sl: slice, param: np.ndarray, grad: np.ndarray, decay: bool, lr: float) -> None:
         """Update param = group i's values[sl] from grad = its grads[sl] (moments: [i][sl])."""
@@ -186,13 +178,12 @@ class Adam(Optimizer):
         self.m = [np.zeros_like(p) for p, _, _ in self.groups]
         self.v = [np.zeros_like(p) for p, _, _ in self.groups]
 
-    def step(self, lr, parts=1, run=None):
-        b1, b2 = self.momentum, self.beta2
-        t = self.t + 1
+    def start_step(self, lr):
+        super().start_step(lr)
+        b1, b2, t = self.momentum, self.beta2, self.t
         # fold both bias corrections into one step size (Kingma & Ba, section 2)
         self._step_size = lr * math.sqrt(1 - b2**t) / (1 - b1**t)
         self._eps_hat = self.eps * math.sqrt(1 - b2**t)
-        super().step(lr, parts, run)
 
     def update(self, i, sl, param, grad, decay, lr):
         b1, b2 = self.momentum, self.beta2
@@ -228,112 +219,4 @@ OPTIMIZERS: dict[str, type[Optimizer]] = {
     "nesterov": Nesterov,
     "adam": Adam,
     "adamw": AdamW,
-}
-
-
-# --------------------------------------------------------------------------- schedules
-
-
-class Schedule:
-    """Learning rate as a function of training progress (epochs as a float, e.g. 2.5).
-
-    lr(progress) is called before every step; end_epoch(val_loss) after every epoch, for
-    schedules that react to validation (plateau).
-    """
-
-    def __init__(self, base_lr: float, n_epochs: int, warmup_epochs: float = 0.0) -> None:
-        self.base_lr = base_lr
-        self.n_epochs = n_epochs
-        self.warmup_epochs = warmup_epochs
-
-    def lr(self, progress: float) -> float:
-        return self.base_lr
-
-    def end_epoch(self, val_loss: float) -> None:
-        pass
-
-    def state(self) -> dict:
-        """Numbers only (JSON): what a resumed run needs to continue the schedule."""
-        return dict(vars(self))
-
-    def load_state(self, state: dict) -> None:
-        vars(self).update(state)
-
-
-class Constant(Schedule):
-    pass
-
-
-class Step(Schedule):
-    """Divide by 10 at 50% and 75% of training."""
-
-    def lr(self, progress):
-        fraction = progress / self.n_epochs
-        return self.base_lr * (0.1 ** ((fraction >= 0.5) + (fraction >= 0.75)))
-
-
-class Cosine(Schedule):
-    """Half a cosine from base_lr down to 0 over all epochs."""
-
-    def lr(self, progress):
-        return self.base_lr * 0.5 * (1 + math.cos(math.pi * min(progress / self.n_epochs, 1.0)))
-
-
-class WarmupCosine(Schedule):
-    """Linear warm-up over warmup_epochs, then cosine decay to 0."""
-
-    def lr(self, progress):
-        warm = self.warmup_epochs
-        if warm > 0 and progress < warm:
-            return self.base_lr * progress / warm
-        span = max(self.n_epochs - warm, 1e-9)
-        fraction = min((progress - warm) / span, 1.0)
-        return self.base_lr * 0.5 * (1 + math.cos(math.pi * fraction))
-
-
-class OneCycle(Schedule):
-    """Smith's one-cycle: cosine up from base/25 to base over the first 30%, then cosine down to base/1e4."""
-
-    def lr(self, progress):
-        fraction = min(progress / self.n_epochs, 1.0)
-        start, peak, end = self.base_lr / 25, self.base_lr, self.base_lr / 1e4
-        if fraction < 0.3:
-            t = fraction / 0.3
-            return start + (peak - start) * 0.5 * (1 - math.cos(math.pi * t))
-        t = (fraction - 0.3) / 0.7
-        return end + (peak - end) * 0.5 * (1 + math.cos(math.pi * t))
-
-
-class Plateau(Schedule):
-    """Reduce on plateau: halve the rate after 2 epochs without a lower validation loss."""
-
-    factor = 0.5
-    patience = 2
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.current = self.base_lr
-        self.best = math.inf
-        self.bad_epochs = 0
-
-    def lr(self, progress):
-        return self.current
-
-    def end_epoch(self, val_loss):
-        if val_loss < self.best - 1e-4:
-            self.best, self.bad_epochs = val_loss, 0
-            return
-        self.bad_epochs += 1
-        if self.bad_epochs > self.patience:
-            self.current *= self.factor
-            self.bad_epochs = 0
-
-
-SCHEDULES: dict[str, type[Schedule]] = {
-    "constant": Constant,
-    "step": Step,
-    "cosine": Cosine,
-    "warmup_cosine": WarmupCosine,
-    "onecycle": OneCycle,
-    "plateau": Plateau,
 }

@@ -317,7 +317,8 @@ def run_rows(model_file: Path, model: Model, train_path: str | os.PathLike | Non
     """The run's own split, redrawn from its seed: (training rows, validation rows, validation
     labels), rows as raw 0..255 float32 (n, 784) (the exported graph's input). The training
     file is the one metrics.json names unless `train_path` is given."""
-    from kit.data.load import load_split
+    from kit.data.load import load_train
+    from kit.data.split import run_split
 
     if train_path is None:
         train_path = recorded_train_path(model_file)
@@ -329,9 +330,10 @@ def run_rows(model_file: Path, model: Model, train_path: str | os.PathLike | Non
     if not Path(train_path).is_file():
         raise KitError(f"{train_path}: the run's training file is not there; give TRAIN=path/to/train.csv")
     config = model.config
-    x_train, _, x_val, y_val = load_split(train_path, config.val_fraction, np.random.default_rng(config.seed))
-    raw = lambda x: np.rint(x * np.float32(255.0)).astype(np.float32)  # noqa: E731  exact: x = u8 / 255
-    return raw(x_train), raw(x_val), y_val
+    dataset = load_train(train_path)
+    train_idx, val_idx, _ = run_split(dataset.y, config.val_fraction, config.seed)
+    x = dataset.x.astype(np.float32)
+    return x[train_idx], x[val_idx], dataset.y[val_idx].astype(np.int64)
 
 
 def quantize_onnx(float_path: Path, out_path: Path, calibration_rows: np.ndarray, batch: int = 500) -> None:

@@ -32,7 +32,8 @@ from kit.core.atomic import atomic_open
 from kit.core.console import log
 from kit.core.errors import KitError
 from kit.core.mnist import N_CLASSES
-from kit.data.load import class_counts, load_test, load_train, stratified_split, to_float
+from kit.data.load import load_test, load_train
+from kit.data.split import class_counts, run_split, to_float
 from kit.report.plots import plot_confusion, plot_curves, plot_digits
 
 REPORT_NAME = "report.html"
@@ -157,8 +158,7 @@ def evaluate_validation(run: Run) -> Validation | None:
         return None
     dataset = load_train(train_path)
     labels = dataset.y.astype(np.int64)
-    # the split is the first thing the run's rng drew (kit.data.load_split), so this is the same split
-    train_idx, val_idx = stratified_split(labels, config.val_fraction, np.random.default_rng(config.seed))
+    train_idx, val_idx, _ = run_split(labels, config.val_fraction, config.seed)  # the run's own split
     if run.metrics.get("n_val") not in (None, len(val_idx)):
         run.notes.append(
             f"{train_path} now gives {len(val_idx)} validation rows where the run had "

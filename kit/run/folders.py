@@ -16,10 +16,8 @@ import os
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
-
 from kit.config import Config
-from kit.core.atomic import atomic_open, atomic_path
+from kit.core.atomic import atomic_open
 from kit.core.console import log
 from kit.core.errors import KitError
 from kit.core.mnist import N_CLASSES
@@ -66,38 +64,6 @@ def save_checkpoint(run_dir: Path, model: Model, history: list[dict]) -> None:
     }
     write_history(run_dir / "history.csv", history)
     model.save(run_dir / "model.npz")
-
-
-RESUME_FILE = "resume.npz"
-
-
-def save_resume(run_dir: Path, meta: dict, arrays: dict[str, np.ndarray]) -> None:
-    """A run's progress after an epoch (kit.train.pack_resume), for `make train RESUME=`."""
-    with atomic_path(run_dir / RESUME_FILE) as tmp:
-        np.savez(tmp, meta_json=np.array(json.dumps(meta)), **arrays)
-
-
-def load_resume(run_dir: Path) -> tuple[dict, dict[str, np.ndarray]]:
-    path = run_dir / RESUME_FILE
-    if not path.exists():
-        if (run_dir / "metrics.json").exists():
-            raise KitError(
-                f"{run_dir}: this run finished; nothing to resume (train a new one with `make train`)"
-            )
-        raise KitError(
-            f"{run_dir}: no {RESUME_FILE} there; give the folder of a run that stopped after "
-            f"at least one epoch (models/<run-id>)"
-        )
-    try:
-        with np.load(path, allow_pickle=False) as stored:
-            arrays = {k: stored[k] for k in stored.files}
-        return json.loads(str(arrays.pop("meta_json"))), arrays
-    except (OSError, ValueError, KeyError) as error:
-        raise KitError(f"{path}: unreadable ({error}); the run cannot be resumed") from None
-
-
-def drop_resume(run_dir: Path) -> None:
-    (run_dir / RESUME_FILE).unlink(missing_ok=True)
 
 
 def load_run_config(run_dir: Path) -> Config:

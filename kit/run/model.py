@@ -25,7 +25,8 @@ from kit.core.mnist import IMAGE_SIDE, N_CLASSES, N_PIXELS
 from kit.data.augment import tta_views
 from kit.nn import image_layers
 from kit.nn import layers as L
-from kit.nn.network import Network, Replicas
+from kit.nn.network import Network
+from kit.nn.replicas import Replicas
 
 # 2: a conv block's max-pool is fused into its last convolution, ahead of batch norm (1: a
 # MaxPool2D layer after batch norm; such models still load, in that order)

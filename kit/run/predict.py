@@ -23,7 +23,8 @@ from kit.core.atomic import atomic_open
 from kit.core.console import log
 from kit.core.errors import KitError
 from kit.core.mnist import N_CLASSES
-from kit.data.load import load_split, load_test, to_float
+from kit.data.load import load_test, load_train
+from kit.data.split import run_split, to_float
 from kit.data.submission import write_submission
 from kit.nn.metrics import score
 from kit.run.folders import resolve_model
@@ -103,7 +104,9 @@ def validate_run(
     config = model.config
     if config.val_fraction <= 0:
         raise KitError(f"{model_file}: trained with VAL_FRACTION=0, so it has no validation rows to score")
-    _, _, x_val, y_val = load_split(train_path, config.val_fraction, np.random.default_rng(config.seed))
+    dataset = load_train(train_path)
+    _, val_idx, _ = run_split(dataset.y, config.val_fraction, config.seed)
+    x_val, y_val = to_float(dataset.x[val_idx]), dataset.y[val_idx].astype(np.int64)
     results = {}
     for use_tta in [False, True] if tta is None else [tta]:
         started = time.perf_counter()

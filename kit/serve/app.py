@@ -41,8 +41,8 @@ from starlette.exceptions import HTTPException
 from kit.core.console import log
 from kit.core.errors import KitError
 from kit.core.mnist import N_PIXELS
-from kit.data.load import to_float
 from kit.data.preprocess import ImageProblem, decode_image, to_mnist
+from kit.data.split import to_float
 from kit.run.model import Model
 
 MAX_BODY_BYTES = 1_000_000

@@ -25,7 +25,7 @@ Backends
   workers need the kit installed, no data and no shared filesystem. A dead worker costs only
   its trial's progress (kit/cluster.py says how each loss is recovered).
 The same trial gives the same validation accuracy on both backends (same seed, same split:
-kit.data.split_arrays is the split load_split draws from the file).
+kit.data.split.run_split).
 """
 
 from __future__ import annotations
