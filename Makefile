@@ -12,7 +12,9 @@ KIT := $(BIN)/python -m kit
 
 # Hyperparameters: every field of kit/config.py's Config is a variable (`make help` lists them),
 # e.g. make train PRESET=best EPOCHS=20. Make hands command-line variables to the recipe's
-# environment, and `kit train --make-vars` reads them there, so no list of them is kept here.
+# environment; `--make-vars "$(CMDLINE_VARS)"` tells `kit` which names were given on the command
+# line, and it reads only those: a SEED= or LR= merely exported in the shell changes nothing.
+CMDLINE_VARS = $(strip $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(v))))
 # Files and Kaggle
 TRAIN ?= data/train.csv
 TEST ?= data/test.csv
@@ -57,7 +59,7 @@ help: ## list the targets and the variables they take
 	@echo "make train: REPORT=0 (no report)   make report: MODEL=   make runs: MODELS=$(MODELS) UPLOADS=$(UPLOADS)"
 	@echo "make serve: MODEL=$(MODEL) HOST=$(HOST) PORT=$(PORT)"
 	@echo "make sweep: SPACE=$(SPACE) TRIALS= JOBS=$(JOBS) PRESET= (the base); DASK_SCHEDULER=tcp://host:8786 for a cluster"
-	@echo "make bench: PART=speed|accuracy|all|onnx|serve|sweep SEEDS=$(SEEDS) PRESETS=$(PRESETS) JOBS=$(JOBS)   make demo: EPOCHS= SEED="
+	@echo "make bench: PART=speed|accuracy|all|onnx|serve|sweep SEEDS=$(SEEDS) PRESETS=$(PRESETS) JOBS=$(JOBS)   make demo: PRESET= EPOCHS= ... (any training variable)"
 	@echo ""
 	@if [ -x $(BIN)/python ]; then $(KIT) config --make-help; \
 	else echo "Hyperparameters: run \`make venv\` and \`make help\` again to list them (or see README.md)."; fi
@@ -70,14 +72,15 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## make or refresh the virtual environment
 
-demo: $(STAMP) ## train and submit on the bundled real sample (offline, about a minute)
-	$(KIT) demo $(call opt,--epochs,$(EPOCHS)) $(call opt,--seed,$(SEED))
+demo: $(STAMP) ## train and submit on the bundled real sample (offline, about a minute); takes the training variables
+	$(KIT) demo --make-vars "$(CMDLINE_VARS)"
 
 data: $(STAMP) ## download the competition files into data/ (Kaggle credentials needed; ZIP= for a local archive)
 	$(KIT) data --competition $(COMPETITION) $(if $(filter 1 yes true,$(FORCE)),--force) $(call opt,--zip,$(ZIP))
 
 train: $(STAMP) ## train on data/train.csv, keep the best epoch, save the run under models/
-	$(KIT) train --train $(TRAIN) --make-vars $(call opt,--resume,$(RESUME)) $(if $(REPORT),--report $(REPORT))
+	$(KIT) train --train $(TRAIN) --make-vars "$(CMDLINE_VARS)" $(call opt,--resume,$(RESUME)) \
+		$(if $(REPORT),--report $(REPORT))
 
 submit: $(STAMP) ## predict data/test.csv with the latest run (or MODEL=) and write submissions/submission.csv
 	$(KIT) submit --model $(MODEL) --test $(TEST) --out $(OUT) $(call opt,--tta,$(TTA)) $(call opt,--onnx,$(ONNX))
@@ -118,7 +121,8 @@ serve: $(STAMP) ## a web page to draw digits on, read by the latest run (or MODE
 	$(KIT) serve --model $(MODEL) --host $(HOST) --port $(PORT)
 
 sweep: $(STAMP) ## train one run per trial of SPACE= (JOBS= processes, or DASK_SCHEDULER=), rank them; resumes
-	$(KIT) sweep --train $(TRAIN) --space $(SPACE) $(call opt,--trials,$(TRIALS)) --jobs $(JOBS) --make-vars
+	$(KIT) sweep --train $(TRAIN) --space $(SPACE) $(call opt,--trials,$(TRIALS)) --jobs $(JOBS) \
+		--make-vars "$(CMDLINE_VARS)"
 
 clean: ## remove the virtual environment, caches and the demo's files (not data/, models/ or submissions/)
 	rm -rf $(VENV) .pytest_cache data/.cache data/demo models/demo submissions/demo

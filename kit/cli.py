@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from kit import config
+from kit.core.console import log
 from kit.core.errors import KitError
 
 DEFAULT_COMPETITION = "digit-recognizer"
@@ -28,37 +29,96 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
             config.flag(name),
             dest=name,
             metavar=metavar,
-            help=f"{config.help_text(name)} ({config.make_variable(name)}=)",
+            help=f"{help_text(name)} ({config.make_variable(name)}=)",
         )
     group.add_argument(
         "--make-vars",
-        action="store_true",
-        help="also read each setting from its Make variable in the environment (the Makefile "
-        "passes this); flags win",
+        metavar="NAMES",
+        default="",
+        help="the variables given on the make command line (the Makefile passes them): each setting among "
+        "them is read from the environment; flags win",
     )
 
 
-def config_from_args(args: argparse.Namespace, environ=None) -> config.Config:
-    """The preset, then Make variables from the environment (with --make-vars), then the flags."""
+def given_settings(args: argparse.Namespace, environ=None) -> dict[str, str]:
+    """Config field -> its text, for the settings given: the Make variables named in --make-vars
+    (read from the environment, where make puts its command-line variables), then the flags.
+    A variable that is only exported in the shell is not on make's command line: not given."""
     environ = os.environ if environ is None else environ
+    named = set(getattr(args, "make_vars", "").split())
     texts = {}
     for name in config.CONFIG_FIELDS:
-        if getattr(args, "make_vars", False) and environ.get(config.make_variable(name), "").strip():
-            texts[name] = environ[config.make_variable(name)]
+        variable = config.make_variable(name)
+        if variable in named and environ.get(variable, "").strip():
+            texts[name] = environ[variable]
         if getattr(args, name, None) is not None:
             texts[name] = getattr(args, name)
-    preset = texts.pop("preset", "default")
-    return config.make_config(
-        preset.strip(), **{name: config.parse_value(name, text) for name, text in texts.items()}
-    )
+    return texts
+
+
+def config_from_args(
+    args: argparse.Namespace, environ=None, preset: str = "default", **defaults
+) -> config.Config:
+    """The preset, then `defaults`, then the settings given (given_settings); a note for each
+    given setting the config makes do nothing."""
+    texts = given_settings(args, environ)
+    preset = texts.pop("preset", preset).strip()
+    values = {**defaults, **{name: config.parse_value(name, text) for name, text in texts.items()}}
+    made = config.make_config(preset, **values)
+    for line in config.ignored_settings(made, list(texts)):
+        log(f"note: {line}")
+    return made
 
 
 def _bool(text: str) -> bool:
     """argparse type of a 0|1 flag."""
-    try:
-        return config.parse_bool(text, "the flag")
-    except KitError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+    if text.strip().lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.strip().lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"{text!r}: give 1 or 0")
+
+
+# --------------------------------------------------------------------------- the settings table
+# What `make help`, `kit train --help` and the README's variables table show.
+
+
+def help_text(name: str) -> str:
+    """The field's help line, with its choices when it has any."""
+    text = config.CONFIG_FIELDS[name].metadata["help"]
+    names = config.choices(name)
+    return f"{text}: {', '.join(names)}" if names else text
+
+
+def preset_values(name: str) -> list[str]:
+    """The field's value in each preset, in PRESETS order."""
+    defaults = config.Config()
+    return [
+        config.format_value(values.get(name, getattr(defaults, name))) for values in config.PRESETS.values()
+    ]
+
+
+def markdown_table() -> str:
+    """The README's variables table: one row per Config field."""
+    rows = [
+        f"| variable | flag | meaning | {' | '.join(config.PRESETS)} |",
+        "|---|---|---|" + "---|" * len(config.PRESETS),
+    ]
+    for name in config.CONFIG_FIELDS:
+        values = " | ".join(preset_values(name)) if name != "preset" else " | " * (len(config.PRESETS) - 1)
+        rows.append(
+            f"| `{config.make_variable(name)}` | `{config.flag(name)}` | {help_text(name)} | {values} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
+def make_help() -> str:
+    """`make help`'s variables part: one line per Config field, with each preset's value."""
+    lines = [f"Hyperparameters (empty = the preset's value; presets: {', '.join(config.PRESETS)}):"]
+    for name in config.CONFIG_FIELDS:
+        values = "" if name == "preset" else "  [" + " / ".join(preset_values(name)) + "]"
+        lines.append(f"  {config.make_variable(name) + '=':<17}{help_text(name)}{values}")
+    return "\n".join(lines) + "\n"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,8 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--uploads", default="submissions/history.csv", help="what `make upload` recorded")
 
     p = sub.add_parser("demo", help="train and submit on the bundled real sample (offline, ~1 minute)")
-    p.add_argument("--epochs", type=int, help="epochs (default: the demo's 15)")
-    p.add_argument("--seed", type=int, help="seed")
+    add_config_flags(p)  # every training setting works here too; EPOCHS defaults to the demo's
 
     p = sub.add_parser(
         "data", help="download the competition files into data/ with the official Kaggle client"
@@ -242,6 +301,13 @@ def cmd_train(args) -> int:
     if args.resume:
         from kit.run.train import resume_run
 
+        given = given_settings(args)
+        if given:
+            name = next(iter(given))
+            raise KitError(
+                f"{config.make_variable(name)}={given[name]}: a resumed run keeps its own settings; drop it, "
+                f"or train a new run without RESUME="
+            )
         run_dir = Path(args.resume)
         run_dir = resume_run(run_dir if run_dir.is_dir() else Path(args.model_dir) / args.resume, args.train)
     else:
@@ -299,9 +365,9 @@ def cmd_validate(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from kit.demo import run_demo
+    from kit.demo import DEMO_EPOCHS, run_demo
 
-    run_demo(epochs=args.epochs, seed=args.seed)
+    run_demo(config_from_args(args, epochs=DEMO_EPOCHS))
     return 0
 
 
@@ -331,9 +397,9 @@ def cmd_check(args) -> int:
 
 def cmd_config(args) -> int:
     if args.markdown:
-        print(config.markdown_table(), end="")
+        print(markdown_table(), end="")
     else:
-        print(config.make_help(), end="")
+        print(make_help(), end="")
     return 0
 
 

@@ -115,7 +115,12 @@ def read_run(run_dir: Path) -> Run:
     else:
         run.notes.append("no model.npz in the run folder, so no mistakes gallery or test rows")
     if run.config is None and (run_dir / "config.json").exists():
-        run.config = Config.from_dict(json.loads((run_dir / "config.json").read_text()))
+        try:
+            run.config = Config.from_dict(
+                json.loads((run_dir / "config.json").read_text()), where="config.json"
+            )
+        except (KitError, ValueError) as error:
+            run.notes.append(f"config.json unreadable: {error}")
     if run.config is None:
         run.notes.append("no config.json: the config table is empty")
     try:

@@ -16,7 +16,7 @@ import os
 from datetime import datetime
 from pathlib import Path
 
-from kit.config import Config
+from kit.config import Config, validate
 from kit.core.atomic import atomic_open
 from kit.core.console import log
 from kit.core.errors import KitError
@@ -67,8 +67,12 @@ def save_checkpoint(run_dir: Path, model: Model, history: list[dict]) -> None:
 
 
 def load_run_config(run_dir: Path) -> Config:
+    """A run's config.json, its types and values checked (a resumed run trains with it)."""
+    path = run_dir / "config.json"
     try:
-        return Config.from_dict(json.loads((run_dir / "config.json").read_text()))
+        config = Config.from_dict(json.loads(path.read_text()), where=str(path))
+        validate(config)
+        return config
     except FileNotFoundError:
         raise KitError(f"{run_dir}: not a run folder (no config.json); give models/<run-id>") from None
     except ValueError as error:

@@ -135,7 +135,7 @@ class Model:
         try:
             with np.load(path, allow_pickle=False) as stored:
                 arrays = {k: stored[k] for k in stored.files}
-            config = Config.from_dict(json.loads(str(arrays["config_json"])))
+            config = Config.from_dict(json.loads(str(arrays["config_json"])), where=f"{path}, config")
             meta = json.loads(str(arrays["meta_json"]))
             n_members = int(arrays["n_members"])
             model_format = int(arrays.get("format", 1))

@@ -43,14 +43,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from kit.config import Config, make_config, make_variable
+from kit.config import CONFIG_FIELDS, Config, format_value, make_config, make_variable
 from kit.core.atomic import atomic_open
 from kit.core.console import log
 from kit.core.errors import KitError
-from kit.sweep.space import Space, check_space, format_value, read_space
+from kit.sweep.space import Space, check_space, read_space
 
 RESULT_TAIL = ["best_epoch", "val_accuracy", "val_loss", "seconds", "run_id", "worker", "error"]
-NOT_IN_ID = ("blas_threads", "eval_batch_size")  # speed settings: the same sweep whatever they are
 
 
 @dataclass
@@ -140,7 +139,10 @@ def _digest(space: Space, preset: str, overrides: dict[str, Any], train_path) ->
         "fixed": {k: format_value(v) for k, v in space.fixed.items()},
         "space": [[d.name, d.kind, [format_value(v) for v in d.values]] for d in space.dims],
         "preset": preset,
-        "overrides": {k: format_value(v) for k, v in overrides.items() if k not in NOT_IN_ID},
+        # speed settings (THREADS=, EVAL_BATCH=) do not change the trials: the same sweep whatever they are
+        "overrides": {
+            k: format_value(v) for k, v in overrides.items() if not CONFIG_FIELDS[k].metadata["speed_only"]
+        },
         "train": str(Path(train_path).resolve()),
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:8]

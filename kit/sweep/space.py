@@ -25,45 +25,30 @@ seed), so trial n is the same whatever TRIALS= says: a longer sweep extends a sh
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import itertools
 import json
 import math
 import os
 import tomllib
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from kit.config import Config, make_config, parse_int_tuple
+from kit.config import CONFIG_FIELDS, coerce_value, field_type, format_value, make_config, make_variable
 from kit.core.errors import KitError
 
 METHODS = ("random", "grid")
 RANGES = ("uniform", "log_uniform")
 TOP_LEVEL = ("method", "trials", "fixed", "space")
 
-# Fields a sweep may not vary, and why (they may still be set in [fixed] or on the command line).
-NOT_SWEPT = {
-    "preset": "the base is PRESET=, not a swept value",
-    "tta": "test-time augmentation does not change the validation accuracy a sweep ranks by",
-    "refit": "a refit does not change the validation accuracy a sweep ranks by (it is scored before)",
-    "blas_threads": "BLAS threads change speed, not results",
-    "eval_batch_size": "the evaluation batch changes speed, not results",
-}
 
-# Fields that only act when another field has a certain value: (that field, test, what it needs).
-ONLY_WHEN = {
-    "conv_channels": ("arch", lambda v: v == "cnn", 'arch = "cnn"'),
-    "max_shift": ("augment", bool, "augment = true"),
-    "max_rotate": ("augment", bool, "augment = true"),
-    "max_scale": ("augment", bool, "augment = true"),
-    "warmup_epochs": ("schedule", lambda v: v == "warmup_cosine", 'schedule = "warmup_cosine"'),
-    "momentum": ("optimizer", lambda v: v != "sgd", "an optimizer other than sgd"),
-}
+def not_swept(name: str) -> str | None:
+    """Why a sweep may not vary this Config field (None: it may); the field's own rule."""
+    meta = CONFIG_FIELDS[name].metadata
+    return "it changes speed, not results" if meta["speed_only"] else meta["not_swept"]
 
 
 @dataclass
@@ -113,14 +98,13 @@ class Space:
                 dict(zip((d.name for d in self.dims), point)) for point in itertools.islice(points, n_trials)
             ]
         rng = np.random.default_rng(seed)
-        hints = field_types()
         n_trials = min(n_trials, self.distinct_trials() or n_trials)
         trials: list[dict[str, Any]] = []
         seen = set()
         for _ in range(n_trials * 1000):  # a rounded range can run out of new values: stop somewhere
             if len(trials) == n_trials:
                 break
-            values = {d.name: _draw(d, hints[d.name], rng) for d in self.dims}
+            values = {d.name: _draw(d, field_type(d.name), rng) for d in self.dims}
             key = tuple(format_value(v) for v in values.values())
             if key not in seen:
                 seen.add(key)
@@ -139,21 +123,6 @@ def _draw(dim: Dimension, hint, rng: np.random.Generator) -> Any:
     if hint is int:
         return int(min(max(round(value), math.ceil(low)), math.floor(high)))
     return min(max(float(f"{value:.3g}"), low), high)
-
-
-def field_types() -> dict[str, Any]:
-    """Config's fields and their types: {"lr": float, "hidden": tuple[int, ...], ...}."""
-    hints = typing.get_type_hints(Config)
-    return {f.name: hints[f.name] for f in dataclasses.fields(Config)}
-
-
-def format_value(value: Any) -> str:
-    """A value as results.csv and a Make variable write it: tuples as 512,256, bools as 0/1."""
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, tuple):
-        return ",".join(str(v) for v in value)
-    return repr(value) if isinstance(value, float) else str(value)
 
 
 # --------------------------------------------------------------------------- reading and checking
@@ -201,41 +170,41 @@ def read_space(path: str | os.PathLike) -> Space:
             raise KitError(f"{path}, {section}: expected a table of settings, e.g. [{section}] lr = ...")
     if not space_table:
         raise KitError(f"{path}, space: no settings to sweep; add e.g. lr = [0.001, 0.003] under [space]")
-    types = field_types()
     fixed = {}
     for name, value in fixed_table.items():
-        _check_name(path, "fixed", name, types)
+        _check_name(path, "fixed", name)
         if name == "preset":
             raise KitError(f"{path}, fixed.preset: the base is PRESET=, not an entry of the space file")
-        fixed[name] = convert(value, types[name], f"{path}, fixed.{name}")
+        fixed[name] = coerce_value(name, value, f"{path}, fixed.{name}")
     dims = []
     for name, spec in space_table.items():
-        _check_name(path, "space", name, types)
+        _check_name(path, "space", name)
         where = f"{path}, space.{name}"
-        if name in NOT_SWEPT:
-            raise KitError(f"{where}: not swept: {NOT_SWEPT[name]}")
+        if not_swept(name):
+            raise KitError(f"{where}: not swept: {not_swept(name)}")
         if name in fixed:
             raise KitError(f"{where}: also in [fixed]; keep it in one of the two")
-        dims.append(_dimension(name, spec, types[name], where, method))
+        dims.append(_dimension(name, spec, where, method))
     return Space(path, text, method, trials, fixed, dims)
 
 
-def _check_name(path: Path, section: str, name: str, types: dict) -> None:
-    if name not in types:
-        close = difflib.get_close_matches(name, list(types), n=1)
+def _check_name(path: Path, section: str, name: str) -> None:
+    if name not in CONFIG_FIELDS:
+        close = difflib.get_close_matches(name, list(CONFIG_FIELDS), n=1)
         hint = f"did you mean {close[0]}? " if close else ""
         raise KitError(
             f"{path}, {section}.{name}: no such setting; {hint}settings are kit.config.Config's "
-            f"fields: {', '.join(types)}"
+            f"fields: {', '.join(CONFIG_FIELDS)}"
         )
 
 
-def _dimension(name: str, spec: Any, hint, where: str, method: str) -> Dimension:
+def _dimension(name: str, spec: Any, where: str, method: str) -> Dimension:
+    hint = field_type(name)
     if isinstance(spec, list):
         if not spec:
             raise KitError(f"{where}: an empty list; give at least one value")
         return Dimension(
-            name, "choice", tuple(convert(value, hint, f"{where}[{i}]") for i, value in enumerate(spec))
+            name, "choice", tuple(coerce_value(name, value, f"{where}[{i}]") for i, value in enumerate(spec))
         )
     if isinstance(spec, dict):
         if len(spec) != 1 or next(iter(spec)) not in RANGES:
@@ -270,46 +239,16 @@ def _dimension(name: str, spec: Any, hint, where: str, method: str) -> Dimension
     )
 
 
-def convert(value: Any, hint, where: str) -> Any:
-    """One value for a Config field of type `hint`, converted (list -> tuple); KitError otherwise."""
-    if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    if hint is int and isinstance(value, int) and not isinstance(value, bool):
-        return value
-    if hint is int and isinstance(value, float) and value.is_integer():
-        return int(value)
-    if hint is bool and isinstance(value, bool):
-        return value
-    if hint is bool and value in (0, 1) and not isinstance(value, float):
-        return bool(value)
-    if hint is str and isinstance(value, str):
-        return value
-    if typing.get_origin(hint) is tuple:
-        if isinstance(value, str):
-            return parse_int_tuple(value, where)
-        if (
-            isinstance(value, list)
-            and value
-            and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-        ):
-            return tuple(value)
-        raise KitError(f"{where}: {value!r} is not a list of whole numbers, e.g. [256, 128]")
-    wanted = {float: "a number", int: "a whole number", bool: "true or false", str: "a string"}.get(
-        hint, str(hint)
-    )
-    raise KitError(f"{where}: {value!r} is {type(value).__name__}; expected {wanted}")
-
-
 def check_space(space: Space, preset: str, overrides: dict[str, Any]) -> None:
     """Check every value against the base config (PRESET= and the command line's `overrides`)
     before any trial starts: each fixed value and each choice (or range end) must make a valid
     config, no swept field may also come from the command line, and a swept field that only acts
     with another setting (CNN channels on an MLP) must be able to act in some trial."""
-    from kit.config import make_variable
-
     base = {**space.fixed, **overrides}
     for name, value in space.fixed.items():
-        _try_config(preset, {**base, name: value}, f"{space.path}, fixed.{name}")
+        _try_config(
+            preset, name, {**base, name: value}, f"{space.path}, fixed.{name} = {format_value(value)}"
+        )
     for dim in space.dims:
         where = f"{space.path}, space.{dim.name}"
         if dim.name in overrides:
@@ -317,31 +256,30 @@ def check_space(space: Space, preset: str, overrides: dict[str, Any]) -> None:
                 f"{where}: swept here and set on the command line "
                 f"({make_variable(dim.name)}={format_value(overrides[dim.name])}); drop one"
             )
-        for value in dim.extremes(field_types()[dim.name]):
-            _try_config(preset, {**base, dim.name: value}, f"{where} = {format_value(value)}")
+        for value in dim.extremes(field_type(dim.name)):
+            _try_config(preset, dim.name, {**base, dim.name: value}, f"{where} = {format_value(value)}")
     base_config = make_config(preset, **base)
     swept = {dim.name: dim for dim in space.dims}
     entries = [("fixed", name) for name in space.fixed] + [("space", dim.name) for dim in space.dims]
     for section, name in entries:
-        if name not in ONLY_WHEN:
+        needs = CONFIG_FIELDS[name].metadata["needs"]
+        if needs is None:
             continue
-        other, acts, needs = ONLY_WHEN[name]
-        if other in swept and swept[other].kind == "choice":
-            possible = swept[other].values
-        else:
-            possible = (getattr(base_config, other),)
-        if not any(acts(value) for value in possible):
+        other = swept.get(needs.field)
+        possible = other.values if other and other.kind == "choice" else (getattr(base_config, needs.field),)
+        if not any(needs.met(value) for value in possible):
             raise KitError(
-                f"{space.path}, {section}.{name}: only used with {needs}, and every trial has "
-                f"{other} = {format_value(possible[0])} (PRESET={preset}); set {other} in [fixed] "
-                f"or choose another PRESET"
+                f"{space.path}, {section}.{name}: only used with {needs.text(toml=True)}, and every trial "
+                f"has {needs.field} = {format_value(possible[0])} (PRESET={preset}); set {needs.field} in "
+                "[fixed] or choose another PRESET"
             )
 
 
-def _try_config(preset: str, values: dict[str, Any], where: str) -> None:
+def _try_config(preset: str, name: str, values: dict[str, Any], where: str) -> None:
+    """make_config with these values, its one-line error under `where` (the entry and its value)."""
     try:
         make_config(preset, **values)
     except KitError as error:
-        raise KitError(f"{where}: {error}") from None
-    except (TypeError, ValueError) as error:
-        raise KitError(f"{where}: {error}") from None
+        text = str(error)
+        shown = f"{make_variable(name)}={format_value(values[name])}: "
+        raise KitError(f"{where}: {text.removeprefix(shown)}") from None
