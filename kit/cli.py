@@ -258,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train", default="data/train.csv")
     p.add_argument(
         "--part",
-        choices=["speed", "accuracy", "all", "onnx", "serve", "sweep"],
+        choices=("speed", "accuracy", "all", "onnx", "serve", "sweep"),
         default="all",
         help="all = speed and accuracy; onnx, serve and sweep run only on their own",
     )
@@ -411,9 +411,9 @@ def cmd_serve(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from kit.bench.speed import run_bench
+    from kit.bench.parts import run_bench
 
-    run_bench(args)
+    run_bench(args.part, args.train, args.out, args.model, args.seeds, args.presets, args.jobs)
     return 0
 
 

@@ -11,7 +11,6 @@ Results go to bench/onnx.md and bench/onnx.json; the exported files go to a temp
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import tempfile
@@ -20,6 +19,8 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
+
+from kit.core.console import log
 
 PREDICT_ROWS = 28000
 
@@ -39,7 +40,7 @@ def prediction_rows(train_path: Path, n_rows: int = PREDICT_ROWS) -> tuple[np.nd
     return x, source
 
 
-def bench_run(model_path: str | os.PathLike, train_path: Path, x: np.ndarray, rounds: int, say=print) -> dict:
+def bench_run(model_path: str | os.PathLike, train_path: Path, x: np.ndarray, rounds: int, say=log) -> dict:
     """Export one run (float and int8) into a temporary folder and measure the three engines."""
     from kit.core.blas import blas_threads_now
     from kit.data.split import to_float
@@ -103,7 +104,7 @@ def bench_run(model_path: str | os.PathLike, train_path: Path, x: np.ndarray, ro
     }
 
 
-def onnx_bench(train_path: str | os.PathLike, model_paths: list[str], rounds: int = 5, say=print) -> dict:
+def onnx_bench(train_path: str | os.PathLike, model_paths: list[str], rounds: int = 5, say=log) -> dict:
     """Every measurement of the onnx part, as one dict (what onnx.json holds)."""
     from kit.core.blas import cap_blas_threads
     from kit.core.machine import load_average, machine_info
@@ -129,7 +130,8 @@ def onnx_bench(train_path: str | os.PathLike, model_paths: list[str], rounds: in
 
 
 def onnx_markdown(result: dict) -> str:
-    from kit.core.machine import describe_machine, spread
+    from kit.bench.measure import spread
+    from kit.core.machine import describe_machine
 
     lines = [
         f"# ONNX export: NumPy vs onnxruntime float vs onnxruntime int8 ({result['date']})",
@@ -177,12 +179,10 @@ def onnx_markdown(result: dict) -> str:
 
 
 def run_onnx_bench(train_path: Path, model_arg: str, out: Path, rounds: int = 5) -> dict:
-    """The onnx part of `kit bench`: measure, print the table, write onnx.md and onnx.json."""
-    from kit.core.machine import write
+    """The onnx part: export and measure each run of MODEL= (comma-separated), publish."""
+    from kit.bench.measure import publish
 
     paths = [p.strip() for p in str(model_arg).split(",") if p.strip()] or ["models"]
     result = onnx_bench(train_path, paths, rounds)
-    text = onnx_markdown(result)
-    write(out, "onnx.json", json.dumps(result, indent=2) + "\n")
-    print("\n" + text + f"\n(written to {write(out, 'onnx.md', text)})\n", flush=True)
+    publish(out, "onnx", result, onnx_markdown(result))
     return result

@@ -30,12 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
-from kit.config import make_config
+from kit.bench.measure import publish
+from kit.config import describe, make_config
 from kit.core.console import log
-from kit.core.machine import describe_machine, load_average, machine_info, write
+from kit.core.machine import describe_machine, load_average, machine_info
 from kit.run.model import Model, build_network
 
-SERVE_MD, SERVE_JSON = "serve.md", "serve.json"
 TARGETS_MS = {"default": 5.0, "best": 50.0}  # median server-side ms per prediction: the targets
 CLIENTS, REQUESTS_PER_CLIENT = 32, 50
 CANVAS = 280  # the page sends its drawing at this size
@@ -222,15 +222,6 @@ def serve_bench(clients: int = CLIENTS, per_client: int = REQUESTS_PER_CLIENT, s
     return result
 
 
-def _describe(config) -> str:
-    """What a preset's model is, in a few words (the bench table's row label)."""
-    if config.arch == "mlp":
-        return "MLP " + "-".join(map(str, (784, *config.hidden, 10)))
-    members = f"{config.ensemble} CNNs (ensemble)" if config.ensemble > 1 else "a CNN"
-    convs, dense = ", ".join(map(str, config.conv_channels)), ", ".join(map(str, config.hidden))
-    return f"{members}, conv {convs}, dense {dense}"
-
-
 def serve_markdown(result: dict) -> str:
     lines = [
         "# `make serve` speed",
@@ -249,7 +240,7 @@ def serve_markdown(result: dict) -> str:
         "|---|---|---|---|---|",
     ]
     for preset, times in result["predict"].items():
-        what = f"{preset} preset: {_describe(make_config(preset))}"
+        what = f"{preset} preset: {describe(make_config(preset), network_only=True)}"
         lines.append(
             f"| {what}, n={times['n']} | {times['median_ms']:.2f} ms | {times['min_ms']:.2f}–"
             f"{times['max_ms']:.2f} ms | {times['decode_ms']:.2f} / {times['preprocess_ms']:.2f} / "
@@ -275,8 +266,7 @@ def serve_markdown(result: dict) -> str:
 def run_serve_bench(
     out: Path, clients: int = CLIENTS, per_client: int = REQUESTS_PER_CLIENT, seconds: float = 6.0
 ) -> dict:
+    """The serve part: measure, publish."""
     result = serve_bench(clients, per_client, seconds)
-    text = serve_markdown(result)
-    write(out, SERVE_JSON, json.dumps(result, indent=2) + "\n")
-    print("\n" + text + f"\n(written to {write(out, SERVE_MD, text)})\n", flush=True)
+    publish(out, "serve", result, serve_markdown(result))
     return result

@@ -138,3 +138,12 @@ def sweep_markdown(result: dict) -> str:
         "scatter of train.csv, runs sent back).",
     ]
     return "\n".join(lines) + "\n"
+
+
+def run_sweep_bench(train_path: Path, out: Path, rounds: int = 3) -> dict:
+    """The sweep part: measure the three backends, interleaved, publish."""
+    from kit.bench.measure import publish
+
+    result = sweep_bench(train_path, rounds=rounds)
+    publish(out, "sweep", result, sweep_markdown(result))
+    return result

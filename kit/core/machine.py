@@ -1,21 +1,13 @@
-"""Measuring on a shared machine: what the machine is, repeated timings with their spread, and
-writing a result table atomically. Used by every part of `make bench`."""
+"""What the machine is: CPU, cores, Python, NumPy and every BLAS NumPy uses. Every run records
+it (metrics.json, the report), and every bench table starts with it."""
 
 from __future__ import annotations
 
-import math
 import os
 import platform
-import statistics
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-
-from kit.core.atomic import atomic_open
-
-# --------------------------------------------------------------------------- the machine
 
 
 def machine_info() -> dict:
@@ -101,37 +93,3 @@ def load_average() -> str:
         return " ".join(f"{v:.2f}" for v in os.getloadavg())
     except (OSError, AttributeError):
         return "n/a"
-
-
-def repeat_timing(fn: Callable[[], object], repeats: int, min_seconds: float = 0.02) -> list[float]:
-    """Seconds per call of fn, once per repetition; each repetition loops enough calls to last
-    at least min_seconds, so the clock's resolution does not matter."""
-    fn()
-    started = time.perf_counter()
-    fn()
-    once = max(time.perf_counter() - started, 1e-7)
-    number = max(1, math.ceil(min_seconds / once))
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        for _ in range(number):
-            fn()
-        times.append((time.perf_counter() - started) / number)
-    return times
-
-
-def summary(values: list[float]) -> dict:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values), "n": len(values)}
-
-
-def spread(values: list[float], fmt: str = "{:.3f}") -> str:
-    """'median (min-max, n=5)'."""
-    s = summary(values)
-    return f"{fmt.format(s['median'])} ({fmt.format(s['min'])}–{fmt.format(s['max'])}, n={s['n']})"
-
-
-def write(folder: Path, name: str, text: str) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    with atomic_open(folder / name, "w") as handle:
-        handle.write(text)
-    return folder / name

@@ -1,6 +1,8 @@
-"""Whole networks as the presets build them: the gradient of every parameter through
-build_network against central differences in float64, the loss at initialisation, memorising
-one small batch, and learning a task that only hidden layers can solve."""
+"""kit/nn/network.py and kit/nn/replicas.py, through whole networks as the presets build them:
+the gradient of every parameter against central differences in float64, the loss at
+initialisation ~ ln 10, the plain step memorising one small batch, learning a task only hidden
+layers can solve, the parameters in one flat store, and the data-parallel step equal to the
+plain one."""
 
 from __future__ import annotations
 
@@ -234,3 +236,46 @@ def test_a_replica_reads_but_never_moves_the_running_averages():
     network.forward(x, training=True)
     assert any(not np.array_equal(network.state()[k], v) for k, v in running.items())
     np.testing.assert_array_equal(twin.forward(x, training=False), network.forward(x, training=False))
+
+
+def test_flat_parameters_keep_values_and_a_step_moves_every_layer():
+    """The network's parameters live in one flat vector (decayed weights first); one SGD step
+    through the network must move each layer's own arrays by -lr * its own gradient."""
+    config = make_config("reference", hidden=(16, 8))
+    network = build_network(config, np.random.default_rng(5))
+    store = network.parameters
+    assert (
+        store.n_decayed == 784 * 16 + 16 * 8 + 8 * 10 and store.values.size == store.n_decayed + 16 + 8 + 10
+    )
+    # the same draws as an unpacked network: flattening moves values, it does not change them
+    rng = np.random.default_rng(5)
+    np.testing.assert_array_equal(
+        network.layers[0].params["w"],
+        (rng.standard_normal((784, 16)) * np.sqrt(2.0 / 784)).astype(np.float32),
+    )
+    before = [{k: v.copy() for k, v in layer.params.items()} for layer in network.layers]
+    x = np.random.default_rng(1).random((8, 784), dtype=np.float32)
+    network.gradients(x, np.arange(8) % 10)
+    grads = [{k: v.copy() for k, v in layer.grads.items()} for layer in network.layers]
+    OPTIMIZERS["sgd"](store).step(0.5)
+    for layer, old, grad in zip(network.layers, before, grads):
+        for name in layer.params:
+            assert np.any(grad[name] != 0), (layer, name)
+            np.testing.assert_allclose(layer.params[name], old[name] - 0.5 * grad[name], rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("preset", ["reference", "default", "best"])
+def test_layers_keep_writing_into_the_packed_buffers(preset):
+    """Packing gives the layers views into two flat buffers; a layer that rebinds params[...] or
+    grads[...] to a new array would silently stop training. One step of every preset's layer
+    kinds (dense, batch norm, conv) must leave every array inside the optimiser's buffers."""
+    config = make_config(preset, hidden=(16,), conv_channels=(4, 8))
+    network = build_network(config, np.random.default_rng(0))
+    groups = network.parameters.groups()
+    x = np.random.default_rng(1).random((8, 784), dtype=np.float32)
+    network.gradients(x, np.arange(8) % 10)
+    for layer in network.layers:
+        for name in layer.params:
+            assert any(np.shares_memory(layer.params[name], p) for p, _, _ in groups), (layer, name)
+            assert any(np.shares_memory(layer.grads[name], g) for _, g, _ in groups), (layer, name)
+    assert any(np.abs(g).max() > 0 for _, g, _ in groups)

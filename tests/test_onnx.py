@@ -225,20 +225,10 @@ def test_export_defaults_to_the_latest_runs_folder_and_checks_its_arguments(comp
 
 @pytest.mark.slow  # times 28,000 rows through three engines five times
 def test_bench_onnx_part_measures_three_engines_side_by_side(runs, competition, tmp_path, capsys):
-    import argparse
-
-    from kit.bench.speed import run_bench
+    from kit.bench.parts import run_bench
 
     run_dir, _ = runs("ensemble")
-    args = argparse.Namespace(
-        train=str(competition / "train.csv"),
-        part="onnx",
-        seeds=1,
-        presets="reference",
-        out=str(tmp_path / "bench"),
-        model=str(run_dir),
-    )
-    result = run_bench(args)["onnx"]
+    result = run_bench("onnx", competition / "train.csv", tmp_path / "bench", model=str(run_dir))["onnx"]
     run = result["runs"][0]
     # test.csv sits next to train.csv: its 150 rows, repeated to 28,000
     assert result["rows"] == 28000 and "test.csv" in result["rows_source"]

@@ -104,3 +104,18 @@ def test_probabilities_and_softmax():
     np.testing.assert_allclose(loss_fn.probabilities, expected, rtol=1e-12)
     np.testing.assert_allclose(softmax(logits), expected, rtol=1e-12)
     np.testing.assert_allclose(softmax(np.array([[1e4, 0.0]])), [[1.0, 0.0]])
+
+
+def test_loss_hands_out_the_predictions_it_computes():
+    rng = np.random.default_rng(1)
+    logits = rng.standard_normal((7, 10)).astype(np.float32)
+    labels = rng.integers(0, 10, 7)
+    predicted = np.full(7, -1, dtype=np.intp)
+    loss_fn = SoftmaxCrossEntropy()
+    with_out = loss_fn.forward(logits, labels, predicted)
+    np.testing.assert_array_equal(predicted, logits.argmax(axis=1))
+    assert with_out == SoftmaxCrossEntropy().forward(logits, labels)
+    # a NaN logit still gives a NaN loss (the divergence check relies on it)
+    logits[2, 4] = np.nan
+    with np.errstate(invalid="ignore"):
+        assert np.isnan(loss_fn.forward(logits, labels))
