@@ -22,7 +22,8 @@ import pytest
 from PIL import Image
 
 from kit.data.split import to_float
-from kit.serve.app import BackgroundServer, create_app
+from kit.serve.app import create_app
+from kit.serve.http import BackgroundServer
 from served_model import drawn_png, png
 
 pytestmark = pytest.mark.slow  # a server per module, subprocesses
@@ -334,7 +335,7 @@ def test_a_body_whose_last_part_is_over_the_limit_gets_its_413_at_once():
     receive() would then block until the client gave up, which a chunked upload hit at random)."""
     import asyncio
 
-    from kit.serve.app import BodyLimit
+    from kit.serve.http import BodyLimit
 
     async def app(scope, receive, send):
         while (await receive()).get("more_body"):

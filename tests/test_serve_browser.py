@@ -11,7 +11,8 @@ import pytest
 from browser import console_errors
 from kit.data.preprocess import resample_matrix
 from kit.data.split import to_float
-from kit.serve.app import BackgroundServer, create_app
+from kit.serve.app import create_app
+from kit.serve.http import BackgroundServer
 
 pytestmark = pytest.mark.slow
 

@@ -69,7 +69,7 @@ def prediction_times(
     its parts. The models take turns call by call, so both see the same machine load."""
     from kit.data.preprocess import decode_image, to_mnist
     from kit.data.split import to_float
-    from kit.serve.app import ServedModel
+    from kit.serve.served import ServedModel
 
     served = {name: ServedModel(model) for name, model in models.items()}
     times = {name: {"total": [], "decode": [], "preprocess": [], "forward": []} for name in models}

@@ -21,6 +21,7 @@ import warnings
 
 import numpy as np
 
+from kit.core.console import one_line
 from kit.core.errors import KitError
 from kit.core.mnist import IMAGE_SIDE
 
@@ -65,7 +66,7 @@ def decode_image(data: bytes) -> np.ndarray:
         ValueError,
         Image.DecompressionBombError,
     ) as error:  # a header it cannot parse
-        raise ImageProblem(f"corrupt image header: {_one_line(error)}") from None
+        raise ImageProblem(f"corrupt image header: {one_line(error, 160)}") from None
     width, height = image.size
     if min(width, height) < MIN_SIDE:
         raise ImageProblem(f"image is {width}x{height} pixels; it needs at least {MIN_SIDE} on each side")
@@ -95,7 +96,9 @@ def decode_image(data: bytes) -> np.ndarray:
         Image.DecompressionBombWarning,
         Image.DecompressionBombError,
     ) as error:
-        raise ImageProblem(f"could not decode the {image.format or ''} image: {_one_line(error)}") from None
+        raise ImageProblem(
+            f"could not decode the {image.format or ''} image: {one_line(error, 160)}"
+        ) from None
 
 
 def _flatten_alpha(rgba):
@@ -110,11 +113,6 @@ def _flatten_alpha(rgba):
     ink_brightness = ImageStat.Stat(gray, mask=alpha.point(lambda a: 255 if a else 0)).mean[0]
     paper = Image.new("L", rgba.size, 255 if ink_brightness < 128 else 0)
     return Image.composite(gray, paper, alpha)
-
-
-def _one_line(error: object, limit: int = 160) -> str:
-    text = " ".join(str(error).split()) or type(error).__name__
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def resample_matrix(n_in: int, n_out: int) -> np.ndarray:

@@ -19,6 +19,7 @@ import zlib
 from collections.abc import Callable
 from pathlib import Path
 
+from kit.core.console import one_line
 from kit.core.errors import KitError
 from kit.data.load import is_cached, parse_csv
 from kit.data.submission import SUBMISSION_HEADER, read_submission
@@ -30,11 +31,6 @@ STALE_STAGING_SECONDS = 24 * 3600
 
 # A check of the three unpacked CSVs: (folder, label for messages) -> (train rows, test rows).
 Check = Callable[[Path, str], tuple[int, int]]
-
-
-def _one_line(text: object, limit: int = 80) -> str:
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def _unsafe_entry(name: str) -> bool:
@@ -52,7 +48,7 @@ def unpack(archive: Path, dest: Path, label: str) -> None:
     try:
         handle = zipfile.ZipFile(archive)
     except (zipfile.BadZipFile, EOFError, ValueError) as error:
-        raise KitError(corrupt.format(_one_line(error))) from None
+        raise KitError(corrupt.format(one_line(error, 80))) from None
     except OSError as error:
         raise KitError(f"{label}: cannot be read ({error.strerror or error})") from None
     with handle:
@@ -95,7 +91,7 @@ def unpack(archive: Path, dest: Path, label: str) -> None:
                 RuntimeError,
                 ValueError,
             ) as error:
-                raise KitError(corrupt.format(f"{name}: {_one_line(error)}")) from None
+                raise KitError(corrupt.format(f"{name}: {one_line(error, 80)}")) from None
             except OSError as error:
                 raise KitError(
                     f"{label}: cannot unpack {name} into {dest} ({error.strerror or error})"

@@ -19,18 +19,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kit.core.console import note, one_line
 from kit.core.errors import KitError
 
 TOKEN_URL = "https://www.kaggle.com/settings/api"
-
-
-def _note(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
-def _one_line(text: object, limit: int) -> str:
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 @dataclass
@@ -68,7 +60,7 @@ def _home(env) -> Path:
     return Path(env.get("HOME") or os.path.expanduser("~"))
 
 
-def _world_readable_note(path: Path) -> str | None:
+def _world_readablenote(path: Path) -> str | None:
     try:
         mode = path.stat().st_mode
     except OSError:
@@ -130,7 +122,7 @@ def _token_source(env, home: Path, notes: list[str]) -> str | None:
             if not _read_secret_file(path, "KAGGLE_API_TOKEN"):
                 notes.append(f"warning: KAGGLE_API_TOKEN names {path}, which is empty; the client ignores it")
                 return None  # and, like the client, skip ~/.kaggle/access_token
-            note = _world_readable_note(path)
+            note = _world_readablenote(path)
             if note:
                 notes.append(note)
             return f"KAGGLE_API_TOKEN (file {path})"
@@ -148,7 +140,7 @@ def _token_source(env, home: Path, notes: list[str]) -> str | None:
     for name in ("access_token", "access_token.txt"):
         path = home / ".kaggle" / name
         if path.exists() and _read_secret_file(path, "the access token"):
-            note = _world_readable_note(path)
+            note = _world_readablenote(path)
             if note:
                 notes.append(note)
             return str(path)
@@ -161,7 +153,7 @@ def _key_source(env, config_dir: Path, notes: list[str]) -> tuple[str | None, st
     from_file: dict = {}
     problem = None
     if config.is_file():
-        note = _world_readable_note(config)
+        note = _world_readablenote(config)
         if note:
             notes.append(note)
         try:
@@ -170,7 +162,7 @@ def _key_source(env, config_dir: Path, notes: list[str]) -> tuple[str | None, st
             if not isinstance(loaded, dict):
                 problem = f"{config} does not hold a JSON object"
         except (OSError, ValueError) as error:
-            reason = _one_line(getattr(error, "strerror", None) or error, 80)
+            reason = one_line(getattr(error, "strerror", None) or error, 80)
             problem = f"{config} cannot be read as JSON ({reason})"
     elif config.exists():
         problem = f"{config} is not a file"
@@ -232,8 +224,8 @@ def find_credentials(env=None) -> Credentials:
             return Credentials("oauth", str(oauth), notes=notes)
     except (OSError, ValueError, AttributeError):
         pass
-    for note in notes:
-        _note(note)
+    for line in notes:
+        note(line)
     if key_problem:
         raise KitError(
             f"Kaggle credentials not usable: {key_problem}; create an API token at {TOKEN_URL} and save it "

@@ -31,6 +31,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from kit.core.console import note, one_line
 from kit.core.errors import KitError
 from kit.kaggle.auth import Credentials
 
@@ -41,16 +42,6 @@ RATE_LIMIT_ATTEMPTS = 4  # tries of one call answered 429 (too many requests), w
 RATE_LIMIT_FIRST_DELAY = 2.0
 RATE_LIMIT_MAX_DELAY = 30.0
 SECRET_ENV = ("VERBOSE", "VERBOSE_OUTPUT")
-
-
-def _note(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
-
-
-def one_line(text: object, limit: int = 300) -> str:
-    """`text` on one line, at most `limit` characters."""
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def rules_url(competition: str) -> str:
@@ -352,7 +343,7 @@ def call(session: ClientSession, doing: str, function, *args, **kwargs):
             ):
                 wait = _retry_after(error.response)
                 wait = min(RATE_LIMIT_MAX_DELAY, delay if wait is None else wait)
-                _note(
+                note(
                     f"Kaggle says too many requests (HTTP 429); retrying in {wait:.1f} s "
                     f"(attempt {attempt + 1} of {RATE_LIMIT_ATTEMPTS})"
                 )

@@ -25,13 +25,13 @@ import json
 import os
 import re
 import shutil
-import sys
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from kit.core.atomic import atomic_open
+from kit.core.console import log, note, one_line
 from kit.core.errors import KitError
 from kit.kaggle import archive
 from kit.kaggle.archive import COMPETITION_FILES, installed_problem
@@ -41,7 +41,6 @@ from kit.kaggle.client import (
     call,
     client_version,
     kaggle_session,
-    one_line,
     quiet,
     status_code,
     submissions_url,
@@ -67,14 +66,6 @@ def install_archive(
 ) -> tuple[int, int]:
     """kit.archive.install_archive (checking with `_check_files`)."""
     return archive.install_archive(path, data_dir, label, check=_check_files)
-
-
-def _say(text: str) -> None:
-    print(text, flush=True)
-
-
-def _note(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
 
 
 def check_competition(competition: str | None) -> str:
@@ -116,31 +107,31 @@ def run_data(competition: str, data_dir: Path, force: bool = False, zip_path: Pa
     if not force:
         problem = installed_problem(data_dir)
         if problem is None:
-            _say(
+            log(
                 f"{data_dir}/ already holds valid {', '.join(COMPETITION_FILES)}; nothing to do "
                 "(FORCE=1 installs them again)"
             )
             return
         if any((data_dir / name).exists() for name in COMPETITION_FILES):
-            _say(f"{problem}; installing them again")
+            log(f"{problem}; installing them again")
     if zip_path is not None:
         zip_path = Path(zip_path)
-        _say(f"checking {zip_path} ...")
+        log(f"checking {zip_path} ...")
         n_train, n_test = install_archive(zip_path, data_dir)
-        _say(
+        log(
             f"installed {data_dir}/train.csv ({n_train} rows), test.csv ({n_test} rows), "
             f"sample_submission.csv from {zip_path}"
         )
         return
 
     creds = find_credentials()
-    for note in creds.notes:
-        _note(note)
+    for line in creds.notes:
+        note(line)
     with archive.staging(data_dir) as staging:
         download = staging / "download"
         download.mkdir()
         with kaggle_session(creds, competition, "data") as session:
-            _say(
+            log(
                 f"downloading {competition} with the Kaggle client {client_version()} using "
                 f"{session.creds.describe()} ..."
             )
@@ -158,11 +149,11 @@ def run_data(competition: str, data_dir: Path, force: bool = False, zip_path: Pa
             call(session, f"downloading {competition}", fetch)
         source = _find_download(download, competition)
         if source.is_file():
-            _say(f"checking {source.name} ({source.stat().st_size / 1e6:.1f} MB) ...")
+            log(f"checking {source.name} ({source.stat().st_size / 1e6:.1f} MB) ...")
         n_train, n_test = archive.install_from(
             source, data_dir, staging, f"the archive downloaded for {competition}", _check_files
         )
-    _say(f"installed {data_dir}/train.csv ({n_train} rows), test.csv ({n_test} rows), sample_submission.csv")
+    log(f"installed {data_dir}/train.csv ({n_train} rows), test.csv ({n_test} rows), sample_submission.csv")
 
 
 # --------------------------------------------------------------------------- kit upload
@@ -260,9 +251,9 @@ def _poll(session: ClientSession, ref, message: str, wait_seconds: float) -> Out
     c = session.competition
     later = f"see {submissions_url(c)} (or run: kaggle competitions submissions {c})"
     if wait_seconds <= 0:
-        _say(f"not waiting for the score; {later}")
+        log(f"not waiting for the score; {later}")
         return Outcome("pending")
-    _say(f"waiting up to {wait_seconds:g} s for the score ...")
+    log(f"waiting up to {wait_seconds:g} s for the score ...")
     deadline = time.monotonic() + wait_seconds
     interval = min(5.0, max(1.0, wait_seconds / 10))
     status, last = "pending", None
@@ -273,14 +264,14 @@ def _poll(session: ClientSession, ref, message: str, wait_seconds: float) -> Out
         except KeyboardInterrupt:
             raise
         except SystemExit:
-            _note("warning: the Kaggle client stopped while reading the submission list")
+            note("warning: the Kaggle client stopped while reading the submission list")
             break
         except Exception as error:  # noqa: BLE001 - the submission is made; only the waiting fails
             transient = isinstance(error, requests.exceptions.RequestException) and (
                 status_code(error) in (None, 429) or (status_code(error) or 0) >= 500
             )
             if not transient:
-                _note(f"warning: could not read the submission list: {translate(error, session, 'polling')}")
+                note(f"warning: could not read the submission list: {translate(error, session, 'polling')}")
                 break
             listed = None
         submission = _find_submission(listed, ref, message)
@@ -288,19 +279,19 @@ def _poll(session: ClientSession, ref, message: str, wait_seconds: float) -> Out
         if status == "complete":
             score = _field(submission, "public_score", "publicScore")
             score = None if score in (None, "") else str(score)
-            _say(f"status: complete, public score: {score or 'not published yet'}")
+            log(f"status: complete, public score: {score or 'not published yet'}")
             return Outcome(status, score)
         if status == "error":
             reason = _field(submission, "error_description", "errorDescription") or "no reason given"
             return Outcome(status, error=one_line(reason, 200))
         if status != last:
-            _say(f"status: {status}")
+            log(f"status: {status}")
             last = status
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
         time.sleep(min(interval, remaining))
-    _say(f"no score yet after {wait_seconds:g} s; {later}")
+    log(f"no score yet after {wait_seconds:g} s; {later}")
     return Outcome(status)
 
 
@@ -361,10 +352,10 @@ def run_upload(
     n_rows = check_submission_file(file, sample_path=sample if sample.is_file() else None)
     message = (message or "").strip() or default_message(file)
     creds = find_credentials()
-    for note in creds.notes:
-        _note(note)
+    for line in creds.notes:
+        note(line)
     with kaggle_session(creds, competition, "upload") as session:
-        _say(
+        log(
             f"uploading {file} ({n_rows} rows) to {competition} as {message!r} using "
             f"{session.creds.describe()} ..."
         )
@@ -385,15 +376,15 @@ def run_upload(
         submitted_at = datetime.now(UTC)
         ref = _field(result, "ref") or None
         server_message = _field(result, "message")
-        _say(
+        log(
             f"submitted{f' (ref {ref})' if ref else ''}: "
             f"{one_line(server_message, 160) if server_message else 'ok'}"
         )
         outcome = _poll(session, ref, message, float(wait_seconds))
     try:
-        _say(f"recorded in {record_upload(file, message, outcome, ref, submitted_at)}")
+        log(f"recorded in {record_upload(file, message, outcome, ref, submitted_at)}")
     except OSError as error:  # the submission is made; only its note here failed
-        _note(
+        note(
             f"warning: could not record the upload in {file.parent / HISTORY_NAME} "
             f"({error.strerror or error})"
         )
