@@ -16,6 +16,7 @@ from kit.config import make_config
 from kit.core.errors import KitError
 from kit.data.load import load_test, load_train
 from kit.data.split import run_split, to_float
+from kit.report import gather
 from kit.report import page as report_module
 from kit.report.page import write_report
 from kit.report.runs_table import list_runs
@@ -114,7 +115,7 @@ def test_report_html_names_every_image_and_each_exists(reported):
         assert (run_dir / source).is_file() and "/" not in source  # relative: opens from the file system
     text = report.path.read_text()
     assert "<script" not in text and "http://" not in text and "https://" not in text
-    assert "classification_report" in text and "precision" in text
+    assert "Per class, from the confusion matrix" in text and "precision" in text
 
 
 def test_mistakes_gallery_shows_only_real_mistakes_most_confident_first(reported, competition):
@@ -128,7 +129,7 @@ def test_mistakes_gallery_shows_only_real_mistakes_most_confident_first(reported
     predicted = probs.argmax(axis=1)
     n_wrong = int(np.count_nonzero(predicted != y_val))
     assert n_wrong >= 36, "the fixture's run should make enough mistakes to fill the gallery"
-    assert len(report.mistakes) == min(report_module.MAX_MISTAKES, n_wrong) >= 36
+    assert len(report.mistakes) == min(gather.MAX_MISTAKES, n_wrong) >= 36
     for m in report.mistakes:
         assert m["true"] == y_val[m["index"]] != predicted[m["index"]] == m["predicted"]
         assert m["confidence"] == pytest.approx(float(probs[m["index"]].max()))
@@ -151,10 +152,8 @@ def test_least_sure_test_rows_are_the_lowest_top_probabilities(reported, competi
     assert json.loads((submissions / "submission.json").read_text())["test"] == str(competition / "test.csv")
     probs = Model.load(run_dir / "model.npz").predict_proba(to_float(load_test(competition / "test.csv").x))
     top = np.sort(probs.max(axis=1))
-    assert len(report.unsure) == report_module.N_UNSURE
-    assert [u["p_first"] for u in report.unsure] == pytest.approx(
-        top[: report_module.N_UNSURE].tolist(), abs=1e-6
-    )
+    assert len(report.unsure) == gather.N_UNSURE
+    assert [u["p_first"] for u in report.unsure] == pytest.approx(top[: gather.N_UNSURE].tolist(), abs=1e-6)
     for u in report.unsure:
         row = probs[u["image_id"] - 1]
         assert u["first"] == row.argmax() and u["second"] == np.argsort(-row)[1]
