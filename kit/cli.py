@@ -372,18 +372,16 @@ def cmd_demo(args) -> int:
 
 
 def cmd_data(args) -> int:
-    from kit.kaggle import commands as kaggle_io
+    from kit.kaggle.download import run_data
 
-    kaggle_io.run_data(
-        args.competition, Path(args.data_dir), args.force, Path(args.zip) if args.zip else None
-    )
+    run_data(args.competition, Path(args.data_dir), args.force, Path(args.zip) if args.zip else None)
     return 0
 
 
 def cmd_upload(args) -> int:
-    from kit.kaggle import commands as kaggle_io
+    from kit.kaggle.upload import run_upload
 
-    kaggle_io.run_upload(Path(args.file), args.message, args.competition, args.wait, Path(args.data_dir))
+    run_upload(Path(args.file), args.message, args.competition, args.wait, Path(args.data_dir))
     return 0
 
 

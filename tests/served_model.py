@@ -16,12 +16,8 @@ from kit.config import make_config
 from kit.data.load import load_train
 from kit.data.preprocess import resample_matrix
 from kit.data.split import run_split
+from kit.kaggle.archive import install_archive
 from kit.run.model import Model
-
-try:  # the archive installer is moving from kit.kaggle_io to kit.archive
-    from kit.kaggle.archive import install_archive
-except ImportError:
-    from kit.kaggle.commands import install_archive
 
 SAMPLE_ZIP = Path(__file__).resolve().parent.parent / "data" / "sample" / "digit-recognizer-sample.zip"
 EPOCHS = 3

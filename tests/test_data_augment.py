@@ -157,7 +157,7 @@ def test_large_batches_go_in_exact_parts():
 
 
 def test_a_batch_augmented_in_parts_equals_the_whole_batch_augmented():
-    """kit.train.Trainer draws a batch's transforms once and lets each replica resample its part."""
+    """kit.run.trainer.Trainer draws a batch's transforms once and lets each replica resample its part."""
     from kit.data.augment import draw_transforms
 
     x = np.random.default_rng(3).random((10, 784), dtype=np.float32)

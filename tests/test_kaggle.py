@@ -36,7 +36,9 @@ from fake_kaggle import (
     make_zip,
 )
 from kit.core.errors import KitError
-from kit.kaggle import commands as kaggle_io
+from kit.kaggle import archive as kaggle_archive
+from kit.kaggle import auth, download, upload
+from kit.kaggle.client import quiet
 
 TOKEN_HINT = "https://www.kaggle.com/settings/api"
 CLIENT_VARS = (
@@ -154,7 +156,7 @@ def install_old_data(data_dir: Path, tmp_path: Path) -> dict:
     """Valid files that differ from the server's, installed before a failing run."""
     old = tmp_path / "old.zip"
     old.write_bytes(make_zip(competition_files(n_train=30, n_test=20, seed=7)))
-    kaggle_io.install_archive(old, data_dir)
+    kaggle_archive.install_archive(old, data_dir)
     return snapshot(data_dir)
 
 
@@ -300,7 +302,7 @@ def test_import_kit_and_zip_install_need_no_client(tmp_path):
     zip_path = tmp_path / "digit-recognizer.zip"
     zip_path.write_bytes(archive("ok"))
     code = (
-        "import sys, kit, kit.cli, kit.kaggle.commands, kit.data.load, kit.data.submission, kit.run.predict; "
+        "import sys, kit, kit.cli, kit.kaggle.download, kit.kaggle.upload, kit.data.load, kit.run.predict; "
         "assert 'kaggle' not in sys.modules and 'requests' not in sys.modules; "
         f"rc = kit.cli.main(['data', '--zip', {str(zip_path)!r}]); "
         "assert 'kaggle' not in sys.modules; sys.exit(rc)"
@@ -330,7 +332,7 @@ def inproc(server, tmp_path_factory):
 
             if "--local" not in getattr(KaggleApi, "args", []):
                 pytest.skip("the kaggle client was imported before the fake environment was set")
-        with kaggle_io._quiet():
+        with quiet():
             import kaggle  # noqa: F401 - reads KAGGLE_API_ENVIRONMENT and the config folder now
         yield home
     finally:
@@ -404,7 +406,7 @@ def test_data_failures_leave_data_untouched(case, fake, env_for, tmp_path, capsy
     data_dir = tmp_path / "data"
     before = install_old_data(data_dir, tmp_path)
     with pytest.raises(KitError) as raised:
-        kaggle_io.run_data(setup.get("competition", COMPETITION), data_dir, force=True)
+        download.run_data(setup.get("competition", COMPETITION), data_dir, force=True)
     message = str(raised.value)
     assert "\n" not in message
     for fragment in fragments:
@@ -416,7 +418,7 @@ def test_data_failures_leave_data_untouched(case, fake, env_for, tmp_path, capsy
 
 def test_too_many_requests_is_retried_with_backoff_then_succeeds(fake, env_for, tmp_path, capsys):
     fake.rate_limit["DownloadDataFiles"] = 2
-    kaggle_io.run_data(COMPETITION, tmp_path / "data", force=False)
+    download.run_data(COMPETITION, tmp_path / "data", force=False)
     assert fake.endpoints() == ["DownloadDataFiles"] * 3 + ["storage"]
     assert capsys.readouterr().err.count("too many requests (HTTP 429); retrying") == 2
     assert (tmp_path / "data" / "train.csv").read_bytes() == competition_files()["train.csv"]
@@ -424,7 +426,7 @@ def test_too_many_requests_is_retried_with_backoff_then_succeeds(fake, env_for, 
 
 def test_a_token_is_used_and_a_stale_one_is_named(fake, env_for, tmp_path, capsys):
     env_for(KAGGLE_API_TOKEN=TOKEN)
-    kaggle_io.run_data(COMPETITION, tmp_path / "data", force=False)
+    download.run_data(COMPETITION, tmp_path / "data", force=False)
     err = capsys.readouterr().err
     assert "the client uses the token" in err  # kaggle.json is there too
     assert {r["auth"] for r in fake.requests if r["endpoint"] == "DownloadDataFiles"} == {"Bearer"}
@@ -433,7 +435,7 @@ def test_a_token_is_used_and_a_stale_one_is_named(fake, env_for, tmp_path, capsy
     env_for(KAGGLE_API_TOKEN="expired-token")  # a stale token wins over the good key in kaggle.json
     before = snapshot(tmp_path / "data")
     with pytest.raises(KitError) as raised:
-        kaggle_io.run_data(COMPETITION, tmp_path / "data", force=True)
+        download.run_data(COMPETITION, tmp_path / "data", force=True)
     message = str(raised.value)
     assert (
         "credentials rejected" in message
@@ -468,7 +470,7 @@ def test_upload_failures(case, fake, env_for, tmp_path, capsys):
     fake.score_error = setup.get("score_error")
     sub = write_submission(tmp_path / "submissions")
     with pytest.raises(KitError) as raised:
-        kaggle_io.run_upload(sub, "a message", COMPETITION, 2.0, tmp_path / "data")
+        upload.run_upload(sub, "a message", COMPETITION, 2.0, tmp_path / "data")
     message = str(raised.value)
     assert "\n" not in message
     for fragment in fragments:
@@ -478,7 +480,7 @@ def test_upload_failures(case, fake, env_for, tmp_path, capsys):
 def test_upload_says_how_to_look_later_when_the_score_is_slow(fake, env_for, tmp_path, capsys):
     fake.pending_polls = 1000
     sub = write_submission(tmp_path / "submissions")
-    kaggle_io.run_upload(sub, None, COMPETITION, 1.0, tmp_path / "data")
+    upload.run_upload(sub, None, COMPETITION, 1.0, tmp_path / "data")
     out = capsys.readouterr().out
     assert "status: pending" in out and "no score yet after 1 s" in out
     assert "kaggle.com/competitions/digit-recognizer/submissions" in out
@@ -491,9 +493,9 @@ def test_upload_checks_against_the_sample_before_any_request(fake, env_for, tmp_
     install_old_data(data_dir, tmp_path)  # its sample has 20 rows
     sub = write_submission(tmp_path / "submissions", n=19)
     with pytest.raises(KitError, match="19 rows, but the test set has 20"):
-        kaggle_io.run_upload(sub, None, COMPETITION, 0, data_dir)
+        upload.run_upload(sub, None, COMPETITION, 0, data_dir)
     with pytest.raises(KitError, match="no submission there; run `make submit` first"):
-        kaggle_io.run_upload(tmp_path / "absent.csv", None, COMPETITION, 0, data_dir)
+        upload.run_upload(tmp_path / "absent.csv", None, COMPETITION, 0, data_dir)
     assert fake.requests == []
 
 
@@ -504,13 +506,13 @@ def test_zip_install_is_idempotent_and_forced_again(tmp_path, capsys):
     zip_path = tmp_path / "digit-recognizer.zip"
     zip_path.write_bytes(archive("ok"))
     data_dir = tmp_path / "data"
-    kaggle_io.run_data(COMPETITION, data_dir, force=False, zip_path=zip_path)
+    download.run_data(COMPETITION, data_dir, force=False, zip_path=zip_path)
     assert sorted(p.name for p in data_dir.iterdir()) == ["sample_submission.csv", "test.csv", "train.csv"]
     before = snapshot(data_dir)
-    kaggle_io.run_data(COMPETITION, data_dir, force=False, zip_path=zip_path)
+    download.run_data(COMPETITION, data_dir, force=False, zip_path=zip_path)
     assert "nothing to do" in capsys.readouterr().out and snapshot(data_dir) == before
     zip_path.write_bytes(make_zip(competition_files(n_train=60, n_test=20, seed=5)))
-    kaggle_io.run_data(COMPETITION, data_dir, force=True, zip_path=zip_path)
+    download.run_data(COMPETITION, data_dir, force=True, zip_path=zip_path)
     assert "(60 rows)" in capsys.readouterr().out
     assert leftovers(data_dir) == []
 
@@ -519,9 +521,9 @@ def test_a_damaged_install_is_replaced_without_force(tmp_path, capsys):
     zip_path = tmp_path / "digit-recognizer.zip"
     zip_path.write_bytes(archive("ok"))
     data_dir = tmp_path / "data"
-    kaggle_io.install_archive(zip_path, data_dir)
+    kaggle_archive.install_archive(zip_path, data_dir)
     (data_dir / "test.csv").write_text("pixel0\n1\n")
-    kaggle_io.run_data(COMPETITION, data_dir, force=False, zip_path=zip_path)
+    download.run_data(COMPETITION, data_dir, force=False, zip_path=zip_path)
     assert "installing them again" in capsys.readouterr().out
     assert (data_dir / "test.csv").read_bytes() == competition_files()["test.csv"]
 
@@ -533,11 +535,11 @@ def test_bad_zip_for_zip_install_leaves_data_untouched(kind, tmp_path):
     bad = tmp_path / "bad.zip"
     bad.write_bytes(archive(kind))
     with pytest.raises(KitError) as raised:
-        kaggle_io.run_data(COMPETITION, data_dir, force=True, zip_path=bad)
+        download.run_data(COMPETITION, data_dir, force=True, zip_path=bad)
     assert str(bad) in str(raised.value)
     assert snapshot(data_dir) == before and leftovers(data_dir) == []
     with pytest.raises(KitError, match="no such file"):
-        kaggle_io.run_data(COMPETITION, data_dir, force=True, zip_path=tmp_path / "absent.zip")
+        download.run_data(COMPETITION, data_dir, force=True, zip_path=tmp_path / "absent.zip")
 
 
 def test_a_failed_rename_puts_the_old_files_back(tmp_path, monkeypatch):
@@ -554,10 +556,10 @@ def test_a_failed_rename_puts_the_old_files_back(tmp_path, monkeypatch):
             raise OSError(28, "No space left on device")
         return real_replace(src, dst)
 
-    monkeypatch.setattr(kaggle_io.os, "replace", failing_replace)
+    monkeypatch.setattr(os, "replace", failing_replace)
     with pytest.raises(KitError, match="No space left on device"):
-        kaggle_io.install_archive(good, data_dir)
-    monkeypatch.setattr(kaggle_io.os, "replace", real_replace)
+        kaggle_archive.install_archive(good, data_dir)
+    monkeypatch.setattr(os, "replace", real_replace)
     assert snapshot(data_dir) == before and leftovers(data_dir) == []
 
 
@@ -569,9 +571,8 @@ def test_an_interrupted_install_leaves_no_trace(tmp_path, monkeypatch):
     def interrupt(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(kaggle_io, "_check_files", interrupt)
     with pytest.raises(KeyboardInterrupt):
-        kaggle_io.install_archive(good, data_dir)
+        kaggle_archive.install_archive(good, data_dir, check=interrupt)
     assert not data_dir.exists() and leftovers(data_dir) == []
 
 
@@ -582,23 +583,23 @@ def creds_env(home: Path, **values: str) -> dict:
 def test_credentials_found_in_the_clients_order(tmp_path):
     home = make_home(tmp_path / "home")
     config = home / ".kaggle" / "kaggle.json"
-    found = kaggle_io.find_credentials(creds_env(home))
+    found = auth.find_credentials(creds_env(home))
     assert (found.kind, found.source, found.notes) == ("key", str(config), [])
 
-    found = kaggle_io.find_credentials(creds_env(home, KAGGLE_USERNAME="u", KAGGLE_KEY="k"))
+    found = auth.find_credentials(creds_env(home, KAGGLE_USERNAME="u", KAGGLE_KEY="k"))
     assert found.source == "KAGGLE_USERNAME/KAGGLE_KEY"
 
     (home / ".kaggle" / "access_token").write_text(TOKEN + "\n")
-    found = kaggle_io.find_credentials(creds_env(home))
+    found = auth.find_credentials(creds_env(home))
     assert found.kind == "token" and found.source == str(home / ".kaggle" / "access_token")
     assert found.shadowed == str(config) and any("the client uses the token" in n for n in found.notes)
 
-    found = kaggle_io.find_credentials(creds_env(home, KAGGLE_API_TOKEN=TOKEN))
+    found = auth.find_credentials(creds_env(home, KAGGLE_API_TOKEN=TOKEN))
     assert found.source == "KAGGLE_API_TOKEN"
     token_file = tmp_path / "token.txt"
     token_file.write_text(TOKEN)
     token_file.chmod(0o600)
-    assert kaggle_io.find_credentials(creds_env(home, KAGGLE_API_TOKEN=str(token_file))).source.startswith(
+    assert auth.find_credentials(creds_env(home, KAGGLE_API_TOKEN=str(token_file))).source.startswith(
         "KAGGLE_API_TOKEN (file"
     )
 
@@ -607,27 +608,27 @@ def test_credential_trip_wires(tmp_path):
     home = make_home(tmp_path / "home")
     config = home / ".kaggle" / "kaggle.json"
     config.chmod(0o644)
-    notes = kaggle_io.find_credentials(creds_env(home)).notes
+    notes = auth.find_credentials(creds_env(home)).notes
     assert notes == [f"warning: {config} is readable by other users of this machine; run: chmod 600 {config}"]
 
     with pytest.raises(KitError, match=r"KAGGLE_CONFIG_DIR=.*kaggle.json is a file, not a folder"):
-        kaggle_io.find_credentials(creds_env(home, KAGGLE_CONFIG_DIR=str(config)))
+        auth.find_credentials(creds_env(home, KAGGLE_CONFIG_DIR=str(config)))
     with pytest.raises(KitError, match="does not expand '~'"):
-        kaggle_io.find_credentials(creds_env(home, KAGGLE_CONFIG_DIR="~/.kaggle"))
+        auth.find_credentials(creds_env(home, KAGGLE_CONFIG_DIR="~/.kaggle"))
     with pytest.raises(KitError, match="looks like a file path, but there is no such file"):
-        kaggle_io.find_credentials(creds_env(home, KAGGLE_API_TOKEN="~/.kaggle/token"))
+        auth.find_credentials(creds_env(home, KAGGLE_API_TOKEN="~/.kaggle/token"))
     with pytest.raises(KitError, match="KAGGLE_USERNAME is set but a key"):
-        kaggle_io.find_credentials(creds_env(tmp_path / "empty", KAGGLE_USERNAME="someone"))
+        auth.find_credentials(creds_env(tmp_path / "empty", KAGGLE_USERNAME="someone"))
     config.write_text("{not json")
     with pytest.raises(KitError, match="cannot be read as JSON"):
-        kaggle_io.find_credentials(creds_env(home))
+        auth.find_credentials(creds_env(home))
 
 
 def test_no_credentials_message_says_where_and_chmod(tmp_path):
     home = tmp_path / "home"
     home.mkdir()
     with pytest.raises(KitError) as raised:
-        kaggle_io.find_credentials(creds_env(home))
+        auth.find_credentials(creds_env(home))
     message = str(raised.value)
     assert (
         f"save it in {home}/.kaggle/access_token" in message
@@ -639,27 +640,27 @@ def test_no_credentials_message_says_where_and_chmod(tmp_path):
     (home / ".kaggle" / "credentials.json").write_text(
         json.dumps({"refresh_token": "r", "username": USERNAME})
     )
-    assert kaggle_io.find_credentials(creds_env(home)).kind == "oauth"
+    assert auth.find_credentials(creds_env(home)).kind == "oauth"
 
 
 def test_default_message_names_the_run(tmp_path):
     meta = {"run_id": "20250101-000000", "preset": "default", "val_accuracy": 0.97456}
     sub = write_submission(tmp_path / "s", meta=meta)
-    assert kaggle_io.default_message(sub) == "run 20250101-000000, preset default, val acc 97.46%"
+    assert upload.default_message(sub) == "run 20250101-000000, preset default, val acc 97.46%"
     copy = tmp_path / "s" / "submission-20250101-000000.csv"
     copy.write_bytes(sub.read_bytes())
-    assert kaggle_io.default_message(copy) == "run 20250101-000000, preset default, val acc 97.46%"
+    assert upload.default_message(copy) == "run 20250101-000000, preset default, val acc 97.46%"
     other = tmp_path / "s" / "mine.csv"
     other.write_bytes(sub.read_bytes())
-    assert kaggle_io.default_message(other) == "digit-kit submission"
+    assert upload.default_message(other) == "digit-kit submission"
     (tmp_path / "s" / "submission.json").write_text("{broken")
-    assert kaggle_io.default_message(sub) == "digit-kit submission"
+    assert upload.default_message(sub) == "digit-kit submission"
 
 
 @pytest.mark.parametrize("name", ["", "Digit Recognizer", "../x", "digit_recognizer!"])
 def test_competition_name_is_checked_before_anything(name, tmp_path):
     with pytest.raises(KitError, match="is not a competition name"):
-        kaggle_io.run_data(name, tmp_path / "data", force=True)
+        download.run_data(name, tmp_path / "data", force=True)
     assert not (tmp_path / "data").exists()
 
 
@@ -675,7 +676,7 @@ def history_rows(folder: Path) -> tuple[str, list[dict]]:
 def test_each_accepted_upload_appends_one_row_with_what_kaggle_returned(fake, env_for, tmp_path, capsys):
     meta = {"run_id": "20250102-030405-ab12", "preset": "best", "val_accuracy": 0.98123}
     sub = write_submission(tmp_path / "submissions", meta=meta)
-    kaggle_io.run_upload(sub, "first try", COMPETITION, 5.0, tmp_path / "data")
+    upload.run_upload(sub, "first try", COMPETITION, 5.0, tmp_path / "data")
     history = tmp_path / "submissions" / "history.csv"
     assert f"recorded in {history}" in capsys.readouterr().out
     header, rows = history_rows(tmp_path / "submissions")
@@ -687,7 +688,7 @@ def test_each_accepted_upload_appends_one_row_with_what_kaggle_returned(fake, en
     assert first["ref"] == str(fake.submissions[0]["ref"])
     assert datetime.strptime(first["date"], "%Y-%m-%dT%H:%M:%SZ")  # ISO-8601, UTC
 
-    kaggle_io.run_upload(sub, None, COMPETITION, 5.0, tmp_path / "data")  # the default message has commas
+    upload.run_upload(sub, None, COMPETITION, 5.0, tmp_path / "data")  # the default message has commas
     header, rows = history_rows(tmp_path / "submissions")
     assert len(rows) == 2 and rows[0] == first
     assert rows[1]["message"] == "run 20250102-030405-ab12, preset best, val acc 98.12%"
@@ -699,7 +700,7 @@ def test_each_accepted_upload_appends_one_row_with_what_kaggle_returned(fake, en
 
 def test_an_upload_not_scored_in_time_is_recorded_as_pending(fake, env_for, tmp_path, capsys):
     sub = write_submission(tmp_path / "submissions")
-    kaggle_io.run_upload(sub, "no wait", COMPETITION, 0, tmp_path / "data")
+    upload.run_upload(sub, "no wait", COMPETITION, 0, tmp_path / "data")
     _, rows = history_rows(tmp_path / "submissions")
     assert [(r["status"], r["public_score"], r["run_id"]) for r in rows] == [("pending", "", "")]
     assert rows[0]["ref"] == str(fake.submissions[0]["ref"])
@@ -709,7 +710,7 @@ def test_a_submission_kaggle_could_not_score_is_recorded_then_reported(fake, env
     fake.score_error = "Submission must have 28000 rows"
     sub = write_submission(tmp_path / "submissions")
     with pytest.raises(KitError, match="could not score the submission"):
-        kaggle_io.run_upload(sub, "bad", COMPETITION, 2.0, tmp_path / "data")
+        upload.run_upload(sub, "bad", COMPETITION, 2.0, tmp_path / "data")
     _, rows = history_rows(tmp_path / "submissions")
     assert [(r["status"], r["public_score"]) for r in rows] == [("error", "")]
 
@@ -721,7 +722,7 @@ def test_a_failed_upload_records_nothing(failure, fake, env_for, tmp_path, capsy
     sub = write_submission(tmp_path / "submissions")
     fake.fail.update(failure)
     with pytest.raises(KitError):
-        kaggle_io.run_upload(sub, "refused", COMPETITION, 0, tmp_path / "data")
+        upload.run_upload(sub, "refused", COMPETITION, 0, tmp_path / "data")
     assert not (tmp_path / "submissions" / "history.csv").exists()
     assert "recorded in" not in capsys.readouterr().out
 
@@ -733,7 +734,7 @@ def test_a_token_kaggle_calls_inactive_is_still_what_the_client_sends(fake, env_
     )
     env_for(KAGGLE_API_TOKEN="stale-token")
     with pytest.raises(KitError) as raised:
-        kaggle_io.run_data(COMPETITION, tmp_path / "data", force=True)
+        download.run_data(COMPETITION, tmp_path / "data", force=True)
     message = str(raised.value)
     assert "credentials rejected (HTTP 401) using the API token from KAGGLE_API_TOKEN" in message
     assert "unset KAGGLE_API_TOKEN" in message
@@ -747,7 +748,7 @@ def test_requests_get_the_timeout_without_patching_requests(fake, env_for, tmp_p
     fake.delay["StartSubmissionUpload"] = 3
     env_for(KIT_KAGGLE_TIMEOUT="0.3")
     with pytest.raises(KitError, match=r"did not answer within 0.3 s while submitting"):
-        kaggle_io.run_upload(
+        upload.run_upload(
             write_submission(tmp_path / "submissions"), "slow", COMPETITION, 0, tmp_path / "data"
         )
     assert HTTPAdapter.send is send

@@ -15,9 +15,9 @@ from kit.cli import main
 from kit.config import make_config
 from kit.core.errors import KitError
 from kit.data.split import to_float
-from kit.nn import image_layers as I
 from kit.nn import layers as L
-from kit.onnx.export import IR_VERSION, OPSET, build_onnx, export_run
+from kit.onnx.export import export_run
+from kit.onnx.graph import IR_VERSION, OPSET, build_onnx
 from kit.onnx.predict import OnnxModel
 from kit.run.model import Model
 from kit.run.train import train_run
@@ -252,12 +252,3 @@ def test_after_make_demo_alone_export_takes_the_demos_run(competition, tmp_path,
     assert "using the demo's latest run" in capsys.readouterr().out
     assert main(["export", "--model", str(tmp_path / "empty")]) == 2
     assert "no trained model there" in capsys.readouterr().err
-
-
-def test_a_renamed_layer_setting_is_one_line_not_a_traceback(runs):
-    run_dir, _ = runs("cnn_bn")
-    model = Model.load(run_dir / "model.npz")
-    conv = next(layer for layer in model.members[0].layers if isinstance(layer, I.Conv2D))
-    del conv.padding
-    with pytest.raises(KitError, match=r"\(Conv2D\): it has no `padding` setting"):
-        build_onnx(model)

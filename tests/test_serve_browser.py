@@ -17,7 +17,7 @@ from kit.serve.http import BackgroundServer
 pytestmark = pytest.mark.slow
 
 UPSCALE = 4  # strokes are traced on the digit enlarged 4x (112x112): smoother than 28x28
-PEN = 0.075  # the page's pen width as a share of its square (kit/static/index.html)
+PEN = 0.075  # the page's pen width as a share of its square (kit/serve/static/index.html)
 
 
 # --------------------------------------------------------------------------- strokes from a digit

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from kit.cli import main
+from kit.config import format_value
 from kit.sweep.runner import plan_sweep, run_sweep
-from kit.sweep.space import format_value, read_space
+from kit.sweep.space import read_space
 from synthetic import write_train
 
 TINY_SPACE = """

@@ -1,8 +1,9 @@
 """The competition on Kaggle: the official client, and the archive it downloads.
 
-    auth.py      which credentials the client will use, found before it is loaded
+    download.py  `make data`: the archive downloaded, checked and installed (or ZIP= offline)
+    upload.py    `make upload`: a submission checked, sent, its score read back and recorded
     client.py    the client with timeouts, retries and one-line errors
-    commands.py  `make data` (download, check, install) and `make upload` (score read back)
+    auth.py      which credentials the client will use, found before it is loaded
     archive.py   the competition archive checked and installed into data/ atomically
 
 May import: core, data

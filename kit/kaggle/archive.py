@@ -1,6 +1,6 @@
 """Checking the competition's archive and installing its three CSVs into data/ (no network).
 
-Used by `make data ZIP=`, by the download (kit/kaggle_io.py) and by `make demo`. The install is
+Used by `make data ZIP=`, by the download (kit/kaggle/download.py) and by `make demo`. The install is
 atomic: the archive is unpacked into a temporary folder beside data/, every file is checked,
 and only then are the three CSVs renamed into data/ (the old ones are put back if a rename
 fails). A failed or interrupted install leaves data/ as it was.

@@ -1,8 +1,9 @@
 """The session with the official Kaggle client: loading it, signing in, timeouts, calls, one-line errors.
 
-Used by kit/kaggle_io.py (`kit data`, `kit upload`); nothing here runs before one of those
-commands has found credentials (kit/kaggle_auth.py). What the kit relies on in the client
-(read in the source of kaggle 2.2.4 and 2.2.5, both tested against tests/fake_kaggle.py):
+Used by kit/kaggle/download.py and upload.py (`make data`, `make upload`); nothing here runs
+before one of those commands has found credentials (kit/kaggle/auth.py). What the kit relies on
+in the client (read in the source of kaggle 2.2.4 and 2.2.5, both tested against
+tests/fake_kaggle.py):
 
 - `import kaggle` signs in at once (kaggle/__init__.py); without credentials
   `KaggleApi.authenticate()` prints a long help text and raises SystemExit(1) (1.7: OSError).
@@ -42,6 +43,19 @@ RATE_LIMIT_ATTEMPTS = 4  # tries of one call answered 429 (too many requests), w
 RATE_LIMIT_FIRST_DELAY = 2.0
 RATE_LIMIT_MAX_DELAY = 30.0
 SECRET_ENV = ("VERBOSE", "VERBOSE_OUTPUT")
+
+
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
+
+
+def check_competition(competition: str | None) -> str:
+    """The slug is always given explicitly (never taken from the client's config)."""
+    if not competition or not _SLUG.match(competition):
+        raise KitError(
+            f"COMPETITION={competition!r} is not a competition name; use the lower-case name from the "
+            "competition's URL, e.g. digit-recognizer for kaggle.com/competitions/digit-recognizer"
+        )
+    return competition
 
 
 def rules_url(competition: str) -> str:

@@ -1,7 +1,7 @@
 """Layers as small objects: forward caches what backward needs; backward returns the input's gradient.
 
 Arrays are (batch, features) for dense layers and (height, width, batch, channels) for images
-(kit.image_layers holds the image layers and says why). Parameters live in `params` with
+(kit.nn.image_layers holds the image layers and says why). Parameters live in `params` with
 matching `grads`; non-trainable state that must be saved with the model (batch-norm running
 statistics) lives in `buffers`.
 

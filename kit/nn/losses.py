@@ -84,7 +84,7 @@ class SoftmaxCrossEntropy:
     def backward(self, rows: int | None = None) -> np.ndarray:
         """(p - target) / batch, computed in place over the cached probabilities. `rows`
         divides instead of the batch's own rows: the gradient of the mean over a larger batch
-        this one is a part of (kit.train.Trainer's replicas)."""
+        this one is a part of (kit.nn.replicas)."""
         grad, labels = self._probs, self._labels
         n, k = grad.shape
         eps = self.label_smoothing

@@ -6,7 +6,7 @@
     configs = [make_config("default", seed=s) for s in range(4)]
     run_dirs = [outcome.run_dir for outcome in run_many(configs, "data/train.csv", "models", n_jobs=2)]
 
-Each config is trained by kit.train.train_run in its own process (joblib), with its BLAS
+Each config is trained by kit.run.train.train_run in its own process (joblib), with its BLAS
 limited so that all processes together use no more threads than the machine has cores: one
 thread each when there are as many jobs as cores. A sweep of small networks gains almost the
 whole factor n_jobs this way, because one batch-64 run cannot keep more than one core busy
@@ -22,9 +22,9 @@ Thread settings: a limit the user set (OPENBLAS_NUM_THREADS, OMP_NUM_THREADS, MK
 `cores` is joblib's count, which honours CPU affinity and container (cgroup) quotas.
 
 run_each is the same one run at a time: it yields each outcome as that run finishes, which
-`make sweep` (kit/sweep.py) records at once, so an interrupted sweep keeps every finished trial.
+`make sweep` (kit/sweep/runner.py) records at once, so an interrupted sweep keeps every finished trial.
 
-On a cluster: kit/cluster.py (run_each_on_dask) trains configs on a Dask scheduler's workers
+On a cluster: kit/sweep/dask_cluster.py (run_each_on_dask) trains configs on a Dask scheduler's workers
 with no shared filesystem: the client scatters train.csv's arrays to the workers once and each
 run's files come back to the client's models/ (`DASK_SCHEDULER=tcp://host:8786 make sweep`).
 joblib's own backends (`backend="dask"` once a dask Client exists, `backend="ray"` after
@@ -103,7 +103,7 @@ def run_many(
     threads: int | None = None,
     quiet: bool = True,
 ) -> list[RunOutcome]:
-    """Train every config (kit.train.train_run) in parallel processes; return, in the order of
+    """Train every config (kit.run.train.train_run) in parallel processes; return, in the order of
     `configs`, each run's outcome: its folder (`.run_dir`), captured log and wall seconds.
     A run that fails with a KitError raises it here (the runs that finished are kept).
 
@@ -137,7 +137,7 @@ def run_each(
     """run_many one run at a time: yield (index into configs, outcome) as each run finishes, in
     the order they finish, its folder already moved into model_dir (`latest` points at it).
     A run that fails with a KitError is yielded with `.error` set and no folder; the others go
-    on. A caller that records each result as it arrives (kit/sweep.py) loses nothing finished
+    on. A caller that records each result as it arrives (kit/sweep/runner.py) loses nothing finished
     when the rest is interrupted. Arguments as run_many."""
     from joblib import Parallel, delayed
 

@@ -1,5 +1,5 @@
-"""Training runs on a Dask cluster: kit.parallel.run_each for machines this one does not share
-a filesystem with. `make sweep` uses it when DASK_SCHEDULER is set (kit/sweep.py).
+"""Training runs on a Dask cluster: kit.run.parallel.run_each for machines this one does not share
+a filesystem with. `make sweep` uses it when DASK_SCHEDULER is set (kit/sweep/runner.py).
 
     for index, result in run_each_on_dask(configs, load_train("data/train.csv"), "data/train.csv",
                                           "tcp://scheduler:8786"):
@@ -9,7 +9,7 @@ How data and results travel, and why:
 - The client loads train.csv once and scatters its uint8 arrays to every worker (broadcast):
   workers need the kit installed (the same version) and nothing else, no data files and no
   shared filesystem; a worker that joins later fetches them from a peer once.
-- Each run trains on a worker into a temporary folder there (kit.train.finish_run writes it as
+- Each run trains on a worker into a temporary folder there (kit.run.train.finish_run writes it as
   for `make train`), and the task returns the folder's files as bytes (a few MB). The client
   writes them into its own models/, so a run exists only where `make sweep` was typed, and a
   worker that dies takes no half-written file with it.
@@ -18,7 +18,7 @@ How data and results travel, and why:
   with its worker before the client fetched it is computed again. If every worker holding the
   scattered arrays dies (the scheduler keeps as few copies as pending tasks need), the runs
   waiting on them are cancelled; they are scattered again and those runs submitted again.
-- BLAS threads: `threads` per run, else cores // the worker's --nthreads (kit.blas rule). A
+- BLAS threads: `threads` per run, else cores // the worker's --nthreads (kit.core.blas rule). A
   worker started by a nanny (`dask worker`, LocalCluster) gets OPENBLAS_NUM_THREADS=1 from
   Dask, which the rule respects: one BLAS thread per run, so give `--nthreads <cores>`.
 """
@@ -94,7 +94,7 @@ def _captured_stdout() -> contextlib.AbstractContextManager:
 
 
 def train_on_worker(config: Config, arrays: TrainArrays, threads: int | None) -> dict:
-    """A Dask task: train one config on the scattered arrays exactly as kit.train.train_run does
+    """A Dask task: train one config on the scattered arrays exactly as kit.run.train.train_run does
     on the file, into a temporary folder on the worker, and return that run folder's files:
     {"files": {name: bytes}, "run_id", "seconds", "worker" (host:pid), "error", "log"}. A
     KitError (a learning rate that diverges) is returned as "error": it fails this run only."""

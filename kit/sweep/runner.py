@@ -1,4 +1,4 @@
-"""`make sweep`: train one config per trial of a search space (kit/space.py), in local processes
+"""`make sweep`: train one config per trial of a search space (kit/sweep/space.py), in local processes
 or on a Dask cluster, record every finished trial at once, rank them, and resume.
 
     make sweep SPACE=sweeps/default-mlp.toml TRIALS=8 JOBS=2
@@ -17,13 +17,13 @@ resumes where it stopped, and a larger TRIALS= extends it (random trial n does n
 TRIALS). Every trial trains with the base seed, so all see the same validation rows.
 
 Backends
-- local (default): kit.parallel.run_each, JOBS= processes (joblib), BLAS threads split so the
+- local (default): kit.run.parallel.run_each, JOBS= processes (joblib), BLAS threads split so the
   trials together use no more threads than cores; JOBS=1 trains in this process.
-- Dask (DASK_SCHEDULER=tcp://host:port set): kit.cluster.run_each_on_dask. train.csv's arrays
+- Dask (DASK_SCHEDULER=tcp://host:port set): kit.sweep.dask_cluster.run_each_on_dask. train.csv's arrays
   are scattered to the workers once; each trial trains on a worker and its run folder's files
   come back to this machine, which writes them into models/ (tagged, then moved into place):
   workers need the kit installed, no data and no shared filesystem. A dead worker costs only
-  its trial's progress (kit/cluster.py says how each loss is recovered).
+  its trial's progress (kit/sweep/dask_cluster.py says how each loss is recovered).
 The same trial gives the same validation accuracy on both backends (same seed, same split:
 kit.data.split.run_split).
 """

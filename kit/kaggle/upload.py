@@ -1,20 +1,14 @@
-"""`kit data` (download, then install) and `kit upload` (check, submit, wait for the score, record it).
+"""`make upload`: a submission checked as `make submit` checks it, sent with the official Kaggle
+client, its public score waited for (a bounded time) and recorded.
 
-Only `run_data` and `run_upload` load the `kaggle` package, lazily (kit/kaggle_client.py), after
-kit/kaggle_auth.py has found credentials; `import kit`, training, `make submit` and the tests
-need neither credentials nor network. The archive is checked and installed by kit/archive.py,
-atomically: a failed or interrupted run leaves data/ as it was. From the client the kit uses
-(kaggle 2.2.4 and 2.2.5; 1.7's different return values are tolerated):
-
-- `competition_download_files(competition, path, force, quiet)` writes `<path>/<competition>.zip`;
+From the client (kaggle 2.2.4 and 2.2.5; 1.7's different return values are tolerated):
 - `competition_submit(file_name, message, competition, quiet)` does not raise when the upload of
   the file fails (it returns the message "Could not submit to competition"; 1.7 returns that
   string), so the kit checks the outcome;
 - `competition_submissions(competition)` lists submissions (newest first) with `ref`, `status`
   and `public_score`.
-
 Each upload that Kaggle accepted adds a row to history.csv in the uploaded file's folder
-(HISTORY_HEADER), also when no score came back in time (status pending).
+(HISTORY_HEADER), also when no score came back in time (status pending); `make runs` reads it.
 """
 
 from __future__ import annotations
@@ -22,9 +16,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import re
-import shutil
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,13 +24,11 @@ from pathlib import Path
 from kit.core.atomic import atomic_open
 from kit.core.console import log, note, one_line
 from kit.core.errors import KitError
-from kit.kaggle import archive
-from kit.kaggle.archive import COMPETITION_FILES, installed_problem
 from kit.kaggle.auth import find_credentials
 from kit.kaggle.client import (
     ClientSession,
     call,
-    client_version,
+    check_competition,
     kaggle_session,
     quiet,
     status_code,
@@ -53,110 +42,6 @@ UPLOAD_FAILED_MESSAGE = (
 )
 HISTORY_NAME = "history.csv"
 HISTORY_HEADER = ("date", "run_id", "file", "message", "status", "public_score", "ref")
-_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")
-
-# Names this module had before kit/archive.py and kit/kaggle_client.py took them over; install_archive
-# here checks with this module's `_check_files`, which a test replaces to interrupt an install.
-_quiet = quiet
-_check_files = archive.check_files
-
-
-def install_archive(
-    path: str | os.PathLike, data_dir: str | os.PathLike, label: str | None = None
-) -> tuple[int, int]:
-    """kit.archive.install_archive (checking with `_check_files`)."""
-    return archive.install_archive(path, data_dir, label, check=_check_files)
-
-
-def check_competition(competition: str | None) -> str:
-    """The slug is always given explicitly (never taken from the client's config)."""
-    if not competition or not _SLUG.match(competition):
-        raise KitError(
-            f"COMPETITION={competition!r} is not a competition name; use the lower-case name from the "
-            "competition's URL, e.g. digit-recognizer for kaggle.com/competitions/digit-recognizer"
-        )
-    return competition
-
-
-# --------------------------------------------------------------------------- kit data
-
-
-def _find_download(folder: Path, competition: str) -> Path:
-    expected = folder / f"{competition}.zip"
-    if expected.is_file():
-        return expected
-    files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.endswith(".kaggle-partial"))
-    if len(files) == 1:
-        return files[0]
-    if all((folder / name).is_file() for name in COMPETITION_FILES):
-        return folder  # a client that unpacks by itself
-    raise KitError(
-        f"the Kaggle client reported success but left {', '.join(p.name for p in files) or 'nothing'} "
-        f"in {folder}; "
-        "run `make data` again"
-    )
-
-
-def run_data(competition: str, data_dir: Path, force: bool = False, zip_path: Path | None = None) -> None:
-    """`kit data`: download the competition's archive with the client (or take ZIP=), check it, install it."""
-    data_dir = Path(data_dir)
-    if data_dir.exists() and not data_dir.is_dir():
-        raise KitError(f"{data_dir}: is a file, not a folder; give another data folder")
-    if zip_path is None:
-        check_competition(competition)
-    if not force:
-        problem = installed_problem(data_dir)
-        if problem is None:
-            log(
-                f"{data_dir}/ already holds valid {', '.join(COMPETITION_FILES)}; nothing to do "
-                "(FORCE=1 installs them again)"
-            )
-            return
-        if any((data_dir / name).exists() for name in COMPETITION_FILES):
-            log(f"{problem}; installing them again")
-    if zip_path is not None:
-        zip_path = Path(zip_path)
-        log(f"checking {zip_path} ...")
-        n_train, n_test = install_archive(zip_path, data_dir)
-        log(
-            f"installed {data_dir}/train.csv ({n_train} rows), test.csv ({n_test} rows), "
-            f"sample_submission.csv from {zip_path}"
-        )
-        return
-
-    creds = find_credentials()
-    for line in creds.notes:
-        note(line)
-    with archive.staging(data_dir) as staging:
-        download = staging / "download"
-        download.mkdir()
-        with kaggle_session(creds, competition, "data") as session:
-            log(
-                f"downloading {competition} with the Kaggle client {client_version()} using "
-                f"{session.creds.describe()} ..."
-            )
-
-            def fetch():
-                for leftover in download.iterdir():  # a fresh start after a 429
-                    if leftover.is_dir():
-                        shutil.rmtree(leftover, ignore_errors=True)
-                    else:
-                        leftover.unlink()
-                session.api.competition_download_files(
-                    competition, path=str(download), force=True, quiet=False
-                )
-
-            call(session, f"downloading {competition}", fetch)
-        source = _find_download(download, competition)
-        if source.is_file():
-            log(f"checking {source.name} ({source.stat().st_size / 1e6:.1f} MB) ...")
-        n_train, n_test = archive.install_from(
-            source, data_dir, staging, f"the archive downloaded for {competition}", _check_files
-        )
-    log(f"installed {data_dir}/train.csv ({n_train} rows), test.csv ({n_test} rows), sample_submission.csv")
-
-
-# --------------------------------------------------------------------------- kit upload
 
 
 def submission_meta(file: Path) -> dict | None:
