@@ -6,7 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kit.data.augment import augment_batch, shift_images, transform_batch, tta_views
+from kit.data.augment import draw_transforms, shift_images, transform_batch, tta_views
+
+
+def augment_batch(x, rng, max_shift, max_rotate, max_scale, out=None, max_warp=0.0):
+    """What the trainer does to a batch: one random transform per image, drawn, then applied."""
+    return transform_batch(
+        x, *draw_transforms(len(x), rng, max_shift, max_rotate, max_scale, max_warp), out=out
+    )
 
 
 def images(n=16, seed=0) -> np.ndarray:

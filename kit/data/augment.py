@@ -1,9 +1,10 @@
 """On-the-fly image augmentation for 28x28 single-channel images stored as rows of 784 pixels.
 
-augment_batch draws, per image, a random shift, rotation and zoom about the image centre and
-resamples the whole batch at once: every output pixel's source position is computed with NumPy
-for all images together, and the four neighbours are gathered from a zero-bordered copy of the
-batch (bilinear interpolation, zero outside the image). Nothing is digit-specific (no flips), so
+draw_transforms draws, per image, a random shift, rotation and zoom about the image centre
+(and, with MAX_WARP, a smooth elastic field), and transform_batch resamples a batch at once:
+every output pixel's source position is computed with NumPy for all images together, and the
+four neighbours are gathered from a zero-bordered copy of the batch (bilinear interpolation,
+zero outside the image). Nothing is digit-specific (no flips), so
 it suits any 28x28 10-class data set (MNIST, Fashion-MNIST, ...).
 
 tta_views gives the original and four one-pixel shifts, for test-time augmentation.
@@ -196,26 +197,6 @@ def draw_transforms(
     if max_warp > 0:
         drawn += ((rng.random((n, 2, WARP_POINTS, WARP_POINTS)) * 2.0 - 1.0) * max_warp,)
     return drawn
-
-
-def augment_batch(
-    x: np.ndarray,
-    rng: np.random.Generator,
-    max_shift: float,
-    max_rotate: float,
-    max_scale: float,
-    out: np.ndarray | None = None,
-    max_warp: float = 0.0,
-) -> np.ndarray:
-    """A random affine transform per image of x (n, 784) (draw_transforms), about the image
-    centre, and with max_warp an elastic warp; bilinear, zero fill.
-
-    All randomness comes from `rng`, so a seeded generator reproduces the batch bit for bit.
-    Returns (n, 784), written into `out` when given (it may be x itself).
-    """
-    return transform_batch(
-        x, *draw_transforms(len(x), rng, max_shift, max_rotate, max_scale, max_warp), out=out
-    )
 
 
 def shift_images(x: np.ndarray, dy: int, dx: int) -> np.ndarray:

@@ -76,11 +76,6 @@ class SoftmaxCrossEntropy:
         total = np.add.reduce(loss)
         return float(total.dtype.type(total / np.intp(n)))  # exactly as loss.mean() rounds
 
-    @property
-    def probabilities(self) -> np.ndarray:
-        """Softmax of the last forward's logits, (batch, classes)."""
-        return self._probs
-
     def backward(self, rows: int | None = None) -> np.ndarray:
         """(p - target) / batch, computed in place over the cached probabilities. `rows`
         divides instead of the batch's own rows: the gradient of the mean over a larger batch

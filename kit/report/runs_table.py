@@ -15,10 +15,11 @@ import json
 import os
 from pathlib import Path
 
+from kit.config import Config, describe
 from kit.core.atomic import atomic_open
 from kit.core.errors import KitError
 
-COLUMNS = ["run", "preset", "arch", "epochs", "best", "val acc", "seconds", "public score"]
+COLUMNS = ["run", "preset", "network", "epochs", "best", "val acc", "seconds", "public score"]
 
 
 def find_runs(models_dir: Path) -> list[Path]:
@@ -56,32 +57,20 @@ def run_row(run_dir: Path, uploads: dict[str, dict]) -> dict:
     except (OSError, ValueError):
         metrics = {}
     try:
-        config = json.loads((run_dir / "config.json").read_text())
-    except (OSError, ValueError):
-        config = {}
+        config = Config.from_dict(json.loads((run_dir / "config.json").read_text()))
+    except (OSError, ValueError, KitError):
+        config = None
     try:
         with open(run_dir / "history.csv", newline="") as handle:
             epochs_ran = sum(1 for row in csv.DictReader(handle) if row.get("member") == "0")
     except OSError:
         epochs_ran = None
-    arch = config.get("arch", "?")
-    if arch == "cnn":
-        arch += (
-            " "
-            + ",".join(map(str, config.get("conv_channels", [])))
-            + "/"
-            + ",".join(map(str, config.get("hidden", [])))
-        )
-    elif config.get("hidden"):
-        arch += " " + ",".join(map(str, config["hidden"]))
-    asked = config.get("epochs")
+    asked = config.epochs if config else None
     epochs = (
         "?"
         if epochs_ran is None
         else str(epochs_ran) + (f"/{asked}" if asked and asked != epochs_ran else "")
     )
-    if config.get("ensemble", 1) > 1:
-        arch += f" x{config['ensemble']}"
     upload = uploads.get(run_dir.name)
     public = ""
     if upload:
@@ -89,8 +78,8 @@ def run_row(run_dir: Path, uploads: dict[str, dict]) -> dict:
     val = metrics.get("val_accuracy")
     return {
         "run": run_dir.name,
-        "preset": metrics.get("preset", config.get("preset", "?")),
-        "arch": arch,
+        "preset": metrics.get("preset", config.preset if config else "?"),
+        "network": describe(config, network_only=True) if config else "?",
         "epochs": epochs,
         "best": str(metrics.get("best_epoch", "?")),
         "val acc": f"{val:.4f}" if isinstance(val, (int, float)) else "-",

@@ -41,7 +41,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,11 +63,20 @@ class RunOutcome:
     error: str | None = None  # the one-line KitError of a run that failed (e.g. it diverged)
 
 
-def _train_one(
-    index: int, config, train_path: str, private_dir: str, threads: int, quiet: bool
-) -> tuple[int, RunOutcome]:
-    """One training run inside a worker process, its BLAS limited to `threads`; returns
-    (index, outcome) so that results arriving in any order find their config again."""
+def train_one(
+    config,
+    train_path,
+    model_dir,
+    threads: int,
+    quiet: bool = True,
+    rows=None,
+    capture: Callable[[], contextlib.AbstractContextManager] | None = None,
+) -> RunOutcome:
+    """One training run (kit.run.train.train_run into model_dir, from train_path or from `rows`
+    already in memory), its BLAS limited to `threads`, its printed log captured unless not
+    `quiet` (by `capture()`, a context yielding a StringIO: default, redirect this process's
+    stdout). The worker of local processes and of Dask trials alike. A KitError (a learning
+    rate that diverges) fails this run only: it comes back as the outcome's `error`."""
     import socket
 
     from threadpoolctl import threadpool_info, threadpool_limits
@@ -75,23 +84,27 @@ def _train_one(
     from kit.core.errors import KitError
 
     started = time.perf_counter()
-    buffer = io.StringIO()
-    redirect = contextlib.redirect_stdout(buffer) if quiet else contextlib.nullcontext()
+    if not quiet:
+        output = contextlib.nullcontext(io.StringIO())  # the log stays on the terminal
+    else:
+        output = capture() if capture is not None else contextlib.redirect_stdout(io.StringIO())
     run_dir, error = None, None
-    with threadpool_limits(limits=threads, user_api="blas"), redirect:
+    with threadpool_limits(limits=threads, user_api="blas"), output as log:
         pools = [pool["num_threads"] for pool in threadpool_info() if pool.get("user_api") == "blas"]
         try:
-            run_dir = Path(train_run(config, train_path, private_dir))
-        except KitError as failure:  # one bad config (a learning rate that diverges) stops only itself
+            run_dir = Path(train_run(config, train_path, model_dir, rows=rows))
+        except KitError as failure:
             error = str(failure)
-    return index, RunOutcome(
-        run_dir,
-        buffer.getvalue(),
-        time.perf_counter() - started,
-        pools,
-        f"{socket.gethostname()}:{os.getpid()}",
-        error,
-    )
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    return RunOutcome(run_dir, log.getvalue(), time.perf_counter() - started, pools, worker, error)
+
+
+def _train_indexed(
+    index: int, config, train_path: str, private_dir: str, threads: int, quiet: bool
+) -> tuple[int, RunOutcome]:
+    """train_one in a joblib process; (index, outcome), so that results arriving in any order
+    find their config again."""
+    return index, train_one(config, train_path, private_dir, threads, quiet)
 
 
 def run_many(
@@ -156,7 +169,7 @@ def run_each(
     private = [tempfile.mkdtemp(prefix=f".parallel-{i}-", dir=model_dir) for i in range(len(configs))]
     try:
         jobs = (
-            delayed(_train_one)(i, config, str(train_path), folder, threads, quiet)
+            delayed(_train_indexed)(i, config, str(train_path), folder, threads, quiet)
             for i, (config, folder) in enumerate(zip(configs, private))
         )
         if n_jobs == 1 and backend is None:

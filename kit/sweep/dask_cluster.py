@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import socket
 import sys
 import tempfile
 import threading
@@ -94,14 +93,13 @@ def _captured_stdout() -> contextlib.AbstractContextManager:
 
 
 def train_on_worker(config: Config, arrays: TrainArrays, threads: int | None) -> dict:
-    """A Dask task: train one config on the scattered arrays exactly as kit.run.train.train_run does
-    on the file, into a temporary folder on the worker, and return that run folder's files:
-    {"files": {name: bytes}, "run_id", "seconds", "worker" (host:pid), "error", "log"}. A
-    KitError (a learning rate that diverges) is returned as "error": it fails this run only."""
-    from threadpoolctl import threadpool_limits
-
+    """A Dask task: train one config on the scattered arrays exactly as `make train` does on the
+    file (kit.run.parallel.train_one, the local processes' worker too), into a temporary folder on
+    the worker, and return that run folder's files: {"files": {name: bytes}, "run_id", "seconds",
+    "worker" (host:pid), "error", "log"}. A KitError (a learning rate that diverges) is returned
+    as "error": it fails this run only."""
     from kit.core.blas import threads_per_job
-    from kit.run.train import train_run
+    from kit.run.parallel import train_one
 
     try:
         from distributed import get_worker
@@ -110,23 +108,30 @@ def train_on_worker(config: Config, arrays: TrainArrays, threads: int | None) ->
         slots, scratch = worker.state.nthreads, worker.local_directory
     except (ImportError, ValueError, AttributeError):  # called outside a worker (a test, a debugger)
         slots, scratch = 1, None
-    started = time.perf_counter()
-    result = {"files": {}, "run_id": None, "worker": f"{socket.gethostname()}:{os.getpid()}", "error": None}
-    with (
-        tempfile.TemporaryDirectory(prefix="kit-run-", dir=scratch) as tmp,
-        _captured_stdout() as output,
-        threadpool_limits(limits=threads or threads_per_job(slots), user_api="blas"),
-    ):
-        try:
-            # the rows arrive scattered, not from a file: the same split, the same run as `make train`
-            run_dir = train_run(config, arrays.path, tmp, rows=(arrays.x, arrays.y))
-            result["files"] = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
-            result["run_id"] = run_dir.name
-        except KitError as error:
-            result["error"] = str(error)
-    result["seconds"] = time.perf_counter() - started
-    result["log"] = output.getvalue()  # the epochs and summary `make train` would have printed
-    return result
+    with tempfile.TemporaryDirectory(prefix="kit-run-", dir=scratch) as tmp:
+        # the rows arrive scattered, not from a file: the same split, the same run as `make train`;
+        # the task's prints go to its own buffer (concurrent tasks share one sys.stdout)
+        outcome = train_one(
+            config,
+            arrays.path,
+            tmp,
+            threads or threads_per_job(slots),
+            rows=(arrays.x, arrays.y),
+            capture=_captured_stdout,
+        )
+        files = (
+            {p.name: p.read_bytes() for p in outcome.run_dir.iterdir() if p.is_file()}
+            if outcome.run_dir
+            else {}
+        )
+    return {
+        "files": files,
+        "run_id": outcome.run_dir.name if outcome.run_dir else None,
+        "worker": outcome.worker,
+        "error": outcome.error,
+        "seconds": outcome.seconds,
+        "log": outcome.log,
+    }
 
 
 # --------------------------------------------------------------------------- on the client
