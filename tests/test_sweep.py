@@ -15,7 +15,8 @@ import pytest
 
 from kit.cli import main
 from kit.config import format_value
-from kit.sweep.runner import plan_sweep, run_sweep
+from kit.sweep.plan import plan_sweep
+from kit.sweep.runner import run_sweep
 from kit.sweep.space import read_space
 from synthetic import write_train
 
