@@ -1,5 +1,6 @@
 """The `kit` command line: train, submit, validate, demo, data, upload, check, bench, export, report,
-runs, serve, config.
+runs, serve, sweep, config. The Makefile's targets call it; each command calls the one function
+of the kit that does its job.
 
 Every KitError becomes one line on stderr and exit code 2; Ctrl-C exits 130 after the run in
 progress has saved its best epoch.
@@ -10,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from kit import config
@@ -17,6 +19,9 @@ from kit.core.console import log
 from kit.core.errors import KitError
 
 DEFAULT_COMPETITION = "digit-recognizer"
+MODEL_HELP = "run folder, model.npz, or models/ for the latest run"
+
+# --------------------------------------------------------------------------- settings from the command line
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -25,18 +30,14 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
     for name in config.CONFIG_FIELDS:
         kind = config.field_type(name)
         metavar = {bool: "0|1", tuple: "N,N", int: "N", float: "X"}.get(kind, name.split("_")[0].upper())
-        group.add_argument(
-            config.flag(name),
-            dest=name,
-            metavar=metavar,
-            help=f"{help_text(name)} ({config.make_variable(name)}=)",
-        )
+        help = f"{help_text(name)} ({config.make_variable(name)}=)"
+        group.add_argument(config.flag(name), dest=name, metavar=metavar, help=help)
     group.add_argument(
         "--make-vars",
         metavar="NAMES",
         default="",
-        help="the variables given on the make command line (the Makefile passes them): each setting among "
-        "them is read from the environment; flags win",
+        help="the variables given on make's command "
+        "line (the Makefile passes them): each setting among them is read from the environment",
     )
 
 
@@ -85,8 +86,7 @@ def _bool(text: str) -> bool:
 
 def help_text(name: str) -> str:
     """The field's help line, with its choices when it has any."""
-    text = config.CONFIG_FIELDS[name].metadata["help"]
-    names = config.choices(name)
+    text, names = config.CONFIG_FIELDS[name].metadata["help"], config.choices(name)
     return f"{text}: {', '.join(names)}" if names else text
 
 
@@ -100,12 +100,10 @@ def preset_values(name: str) -> list[str]:
 
 def markdown_table() -> str:
     """The README's variables table: one row per Config field."""
-    rows = [
-        f"| variable | flag | meaning | {' | '.join(config.PRESETS)} |",
-        "|---|---|---|" + "---|" * len(config.PRESETS),
-    ]
+    names = config.PRESETS
+    rows = [f"| variable | flag | meaning | {' | '.join(names)} |", "|---|---|---|" + "---|" * len(names)]
     for name in config.CONFIG_FIELDS:
-        values = " | ".join(preset_values(name)) if name != "preset" else " | " * (len(config.PRESETS) - 1)
+        values = " | ".join(preset_values(name)) if name != "preset" else " | " * (len(names) - 1)
         rows.append(
             f"| `{config.make_variable(name)}` | `{config.flag(name)}` | {help_text(name)} | {values} |"
         )
@@ -121,32 +119,26 @@ def make_help() -> str:
     return "\n".join(lines) + "\n"
 
 
+# --------------------------------------------------------------------------- the parser
+
+
+# fmt: off
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="kit", description="NumPy neural network kit for Kaggle's Digit Recognizer."
-    )
+    parser = argparse.ArgumentParser(prog="kit",
+                                     description="NumPy neural network kit for Kaggle's Digit Recognizer.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("train", help="train a network on train.csv and save the run under models/")
     p.add_argument("--train", default="data/train.csv", help="training CSV (default: data/train.csv)")
     p.add_argument("--model-dir", default="models", help="where runs are saved (default: models)")
-    p.add_argument(
-        "--resume",
-        metavar="RUN",
-        help="continue a stopped run (its folder, or its id under "
-        "--model-dir) from its last finished epoch, with its own settings",
-    )
-    p.add_argument(
-        "--report",
-        type=_bool,
-        default=True,
-        metavar="0|1",
-        help="write the run's report.html at the end (default 1)",
-    )
+    p.add_argument("--resume", metavar="RUN", help="continue a stopped run (its folder, or its id under "
+                   "--model-dir) from its last finished epoch, with its own settings")
+    p.add_argument("--report", type=_bool, default=True, metavar="0|1",
+                   help="write the run's report.html (default 1)")
     add_config_flags(p)
 
     p = sub.add_parser("submit", help="predict test.csv with a trained model and write submission.csv")
-    p.add_argument("--model", default="models", help="run folder, model.npz, or models/ for the latest run")
+    p.add_argument("--model", default="models", help=MODEL_HELP)
     p.add_argument("--test", default="data/test.csv", help="test CSV (default: data/test.csv)")
     p.add_argument("--sample", default="data/sample_submission.csv", help="checked against when present")
     p.add_argument("--out", default="submissions/submission.csv", help="where to write the submission")
@@ -154,41 +146,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--onnx", help="predict with this exported model.onnx through onnxruntime instead")
 
     p = sub.add_parser("export", help="write a run's network as ONNX (and QUANTIZE=1: an int8 copy)")
-    p.add_argument("--model", default="models", help="run folder, model.npz, or models/ for the latest run")
+    p.add_argument("--model", default="models", help=MODEL_HELP)
     p.add_argument("--out", help="the .onnx file (default: models/<run-id>/model.onnx)")
-    p.add_argument(
-        "--quantize",
-        type=_bool,
-        metavar="0|1",
-        default=False,
-        help="also write <out>.int8.onnx (static int8, calibrated on the run's training rows)",
-    )
-    p.add_argument(
-        "--train", help="the run's train.csv, for quantizing (default: the one its metrics.json names)"
-    )
-    p.add_argument(
-        "--tta",
-        type=_bool,
-        metavar="0|1",
-        help="test-time augmentation inside the graph (default: the model's setting)",
-    )
+    p.add_argument("--quantize", type=_bool, metavar="0|1", default=False,
+                   help="also write <out>.int8.onnx (static int8, calibrated on the run's training rows)")
+    p.add_argument("--train",
+                   help="the run's train.csv, for quantizing (default: the one its metrics.json names)")
+    p.add_argument("--tta", type=_bool, metavar="0|1",
+                   help="TTA inside the graph (default: the model's setting)")
 
-    p = sub.add_parser(
-        "validate", help="score a saved run again on its own validation rows (with and without TTA)"
-    )
-    p.add_argument("--model", default="models", help="run folder, model.npz, or models/ for the latest run")
+    p = sub.add_parser("validate",
+                       help="score a saved run again on its own validation rows (with and without TTA)")
+    p.add_argument("--model", default="models", help=MODEL_HELP)
     p.add_argument("--train", default="data/train.csv", help="the train.csv the run was trained on")
-    p.add_argument(
-        "--tta", type=_bool, metavar="0|1", help="only without (0) or with (1) test-time augmentation"
-    )
+    p.add_argument("--tta", type=_bool, metavar="0|1",
+                   help="only without (0) or with (1) test-time augmentation")
 
-    p = sub.add_parser(
-        "report", help="write a run's report.html: learning curves, confusion matrix, mistakes"
-    )
+    p = sub.add_parser("report",
+                       help="write a run's report.html: learning curves, confusion matrix, mistakes")
     p.add_argument("--model", default="models", help="run folder, or models/ for the latest run")
-    p.add_argument(
-        "--submissions", default="submissions", help="where `make submit` wrote (for the test rows)"
-    )
+    p.add_argument("--submissions", default="submissions",
+                   help="where `make submit` wrote (for the test rows)")
 
     p = sub.add_parser("runs", help="table of every run with validation and public leaderboard scores")
     p.add_argument("--models", default="models", help="folder of runs (default: models)")
@@ -197,9 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="train and submit on the bundled real sample (offline, ~1 minute)")
     add_config_flags(p)  # every training setting works here too; EPOCHS defaults to the demo's
 
-    p = sub.add_parser(
-        "data", help="download the competition files into data/ with the official Kaggle client"
-    )
+    p = sub.add_parser("data",
+                       help="download the competition files into data/ with the official Kaggle client")
     p.add_argument("--competition", default=DEFAULT_COMPETITION)
     p.add_argument("--data-dir", default="data")
     p.add_argument("--force", action="store_true", help="download again even if valid files are there")
@@ -220,63 +197,56 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", nargs="?", default="submissions/submission.csv")
     p.add_argument("--sample", default="data/sample_submission.csv")
 
-    p = sub.add_parser(
-        "sweep",
-        help="train one run per trial of a search space (local processes or a Dask "
-        "cluster), rank them; resumes",
-    )
+    p = sub.add_parser("sweep", help="train one run per trial of a search space (local processes or a Dask "
+                       "cluster), rank them; resumes")
     p.add_argument("--space", default="sweeps/default-mlp.toml", help="the space file (.toml or .json)")
     p.add_argument("--trials", type=int, help="trials to run (default: the space file's, or its whole grid)")
-    p.add_argument(
-        "--jobs", type=int, default=1, help="local trials trained at once in processes (default 1)"
-    )
-    p.add_argument(
-        "--scheduler",
-        default=os.environ.get("DASK_SCHEDULER") or None,
-        help="a Dask scheduler, e.g. tcp://host:8786: its workers train the trials "
-        "(default: $DASK_SCHEDULER; unset: local processes)",
-    )
+    p.add_argument("--jobs", type=int, default=1,
+                   help="local trials trained at once in processes (default 1)")
+    p.add_argument("--scheduler", default=os.environ.get("DASK_SCHEDULER") or None,
+                   help="a Dask scheduler, e.g. tcp://host:8786: its workers train the trials "
+                   "(default: $DASK_SCHEDULER; unset: local processes)")
     p.add_argument("--train", default="data/train.csv", help="training CSV (default: data/train.csv)")
     p.add_argument("--model-dir", default="models", help="where the trials' runs are saved (default: models)")
     p.add_argument("--sweep-dir", default="sweeps", help="where the sweep's folder goes (default: sweeps)")
     add_config_flags(p)
 
-    p = sub.add_parser(
-        "serve", help="a web page to draw digits on and watch the model read them, and a JSON API"
-    )
-    p.add_argument(
-        "--model",
-        default="models",
-        help="run folder, model.npz, or models/ for the latest run (falls back to models/demo)",
-    )
-    p.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)"
-    )
+    p = sub.add_parser("serve",
+                       help="a web page to draw digits on and watch the model read them, and a JSON API")
+    p.add_argument("--model", default="models", help=MODEL_HELP + " (falls back to models/demo)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
 
     p = sub.add_parser("bench", help="benchmark speed and accuracy; prints tables and writes bench/")
     p.add_argument("--train", default="data/train.csv")
-    p.add_argument(
-        "--part",
-        choices=("speed", "accuracy", "all", "onnx", "serve", "sweep"),
-        default="all",
-        help="all = speed and accuracy; onnx, serve and sweep run only on their own",
-    )
-    p.add_argument(
-        "--model", default="models", help="onnx part: the run to export and time (default: latest)"
-    )
+    p.add_argument("--part", choices=("speed", "accuracy", "all", "onnx", "serve", "sweep"), default="all",
+                   help="all = speed and accuracy; onnx, serve and sweep run only on their own")
+    p.add_argument("--model", default="models",
+                   help="onnx part: the runs to export and time (default: latest)")
     p.add_argument("--seeds", type=int, default=3, help="seeds for the default preset's accuracy")
-    p.add_argument(
-        "--presets", default="reference,default,best", help="presets to train in the accuracy part"
-    )
-    p.add_argument(
-        "--jobs",
-        type=int,
-        default=1,
-        help="accuracy runs trained at once in processes (default 1: timings undisturbed)",
-    )
+    p.add_argument("--presets", default="reference,default,best",
+                   help="presets to train in the accuracy part")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="accuracy runs trained at once (default 1: undisturbed)")
     p.add_argument("--out", default="bench", help="folder for the result files")
     return parser
+# fmt: on
+
+
+# --------------------------------------------------------------------------- the commands
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], None]] = {}
+
+
+def command(name: str):
+    """Register the function that runs `kit <name>`."""
+
+    def register(function):
+        COMMANDS[name] = function
+        return function
+
+    return register
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -286,7 +256,8 @@ def main(argv: list[str] | None = None) -> int:
 
         cap_blas_threads()  # no more BLAS threads than cores (a container's quota included)
     try:
-        return COMMANDS[args.command](args) or 0
+        COMMANDS[args.command](args)
+        return 0
     except KitError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
@@ -295,50 +266,40 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def cmd_train(args) -> int:
-    from kit.run.train import train_run
+@command("train")
+def _train(args) -> None:
+    from kit.run.train import resume_run, train_run
 
     if args.resume:
-        from kit.run.train import resume_run
-
         given = given_settings(args)
         if given:
             name = next(iter(given))
             raise KitError(
-                f"{config.make_variable(name)}={given[name]}: a resumed run keeps its own settings; drop it, "
-                f"or train a new run without RESUME="
+                f"{config.make_variable(name)}={given[name]}: a resumed run keeps its own settings; "
+                "drop it, or train a new run without RESUME="
             )
         run_dir = Path(args.resume)
         run_dir = resume_run(run_dir if run_dir.is_dir() else Path(args.model_dir) / args.resume, args.train)
     else:
         run_dir = train_run(config_from_args(args), args.train, args.model_dir)
     if args.report:
-        from kit.core.console import log
         from kit.report.page import write_report
 
         try:
             log(f"report: {write_report(run_dir).path}")
         except KitError as error:  # the run is saved; a report that cannot be written does not undo it
             log(f"report not written: {error}; `make report MODEL={run_dir}` tries again")
-    return 0
 
 
-def cmd_report(args) -> int:
-    from kit.report.page import write_report
+@command("demo")
+def _demo(args) -> None:
+    from kit.demo import DEMO_EPOCHS, run_demo
 
-    report = write_report(args.model, args.submissions)
-    print(f"report: {report.path}")
-    return 0
-
-
-def cmd_runs(args) -> int:
-    from kit.report.runs_table import list_runs
-
-    list_runs(args.models, args.uploads)
-    return 0
+    run_demo(config_from_args(args, epochs=DEMO_EPOCHS))
 
 
-def cmd_submit(args) -> int:
+@command("submit")
+def _submit(args) -> None:
     if args.onnx:
         from kit.onnx.predict import submit_onnx
 
@@ -347,82 +308,84 @@ def cmd_submit(args) -> int:
         from kit.run.predict import submit_run
 
         submit_run(args.model, args.test, args.out, args.sample, tta=args.tta)
-    return 0
 
 
-def cmd_export(args) -> int:
-    from kit.onnx.export import export_run
-
-    export_run(args.model, args.out, quantize=args.quantize, train_path=args.train, tta=args.tta)
-    return 0
-
-
-def cmd_validate(args) -> int:
+@command("validate")
+def _validate(args) -> None:
     from kit.run.predict import validate_run
 
     validate_run(args.model, args.train, args.tta)
-    return 0
 
 
-def cmd_demo(args) -> int:
-    from kit.demo import DEMO_EPOCHS, run_demo
+@command("export")
+def _export(args) -> None:
+    from kit.onnx.export import export_run
 
-    run_demo(config_from_args(args, epochs=DEMO_EPOCHS))
-    return 0
+    export_run(args.model, args.out, quantize=args.quantize, train_path=args.train, tta=args.tta)
 
 
-def cmd_data(args) -> int:
+@command("report")
+def _report(args) -> None:
+    from kit.report.page import write_report
+
+    log(f"report: {write_report(args.model, args.submissions).path}")
+
+
+@command("runs")
+def _runs(args) -> None:
+    from kit.report.runs_table import list_runs
+
+    list_runs(args.models, args.uploads)
+
+
+@command("data")
+def _data(args) -> None:
     from kit.kaggle.download import run_data
 
     run_data(args.competition, Path(args.data_dir), args.force, Path(args.zip) if args.zip else None)
-    return 0
 
 
-def cmd_upload(args) -> int:
+@command("upload")
+def _upload(args) -> None:
     from kit.kaggle.upload import run_upload
 
     run_upload(Path(args.file), args.message, args.competition, args.wait, Path(args.data_dir))
-    return 0
 
 
-def cmd_check(args) -> int:
+@command("check")
+def _check(args) -> None:
     from kit.data.submission import check_submission_file
 
     n = check_submission_file(args.file, sample_path=args.sample)
-    print(f"{args.file}: OK, {n} rows, header ImageId,Label, ids 1..{n}, labels 0..9")
-    return 0
+    log(f"{args.file}: OK, {n} rows, header ImageId,Label, ids 1..{n}, labels 0..9")
 
 
-def cmd_config(args) -> int:
-    if args.markdown:
-        print(markdown_table(), end="")
-    else:
-        print(make_help(), end="")
-    return 0
+@command("config")
+def _config(args) -> None:
+    print(markdown_table() if args.markdown else make_help(), end="")
 
 
-def cmd_serve(args) -> int:
+@command("serve")
+def _serve(args) -> None:
     from kit.serve.app import run_server
 
     run_server(args.model, args.host, args.port)
-    return 0
 
 
-def cmd_bench(args) -> int:
+@command("bench")
+def _bench(args) -> None:
     from kit.bench.parts import run_bench
 
     run_bench(args.part, args.train, args.out, args.model, args.seeds, args.presets, args.jobs)
-    return 0
 
 
-def cmd_sweep(args) -> int:
+@command("sweep")
+def _sweep(args) -> None:
     from kit.sweep.runner import run_sweep
 
     base = config_from_args(args)
-    preset = config.make_config(base.preset)
-    overrides = {
-        name: getattr(base, name) for name in base.to_dict() if getattr(base, name) != getattr(preset, name)
-    }  # what the command line changed
+    preset = config.make_config(base.preset)  # the base's own values; the command line's differ
+    overrides = {n: getattr(base, n) for n in config.CONFIG_FIELDS if getattr(base, n) != getattr(preset, n)}
     run_sweep(
         args.space,
         base.preset,
@@ -434,22 +397,3 @@ def cmd_sweep(args) -> int:
         n_jobs=args.jobs,
         scheduler=args.scheduler,
     )
-    return 0
-
-
-COMMANDS = {
-    "train": cmd_train,
-    "submit": cmd_submit,
-    "validate": cmd_validate,
-    "demo": cmd_demo,
-    "data": cmd_data,
-    "upload": cmd_upload,
-    "check": cmd_check,
-    "bench": cmd_bench,
-    "config": cmd_config,
-    "export": cmd_export,
-    "report": cmd_report,
-    "runs": cmd_runs,
-    "serve": cmd_serve,
-    "sweep": cmd_sweep,
-}

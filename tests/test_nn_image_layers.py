@@ -13,6 +13,7 @@ import pytest
 from gradcheck import F64, check_gradients, distinct
 from kit.nn import image_layers as I
 from kit.nn import layers as L
+from kit.nn.conv import Conv2D
 
 
 def images(x_nchw: np.ndarray) -> np.ndarray:
@@ -29,7 +30,7 @@ def nchw(x: np.ndarray) -> np.ndarray:
 def conv_way(request, monkeypatch):
     """Run a test with Conv2D's Winograd path allowed (it takes the 3x3, padding 1 layers with
     more than one input channel) and with im2col everywhere."""
-    monkeypatch.setattr(I.Conv2D, "use_winograd", request.param)
+    monkeypatch.setattr(Conv2D, "use_winograd", request.param)
     return request.param
 
 
@@ -88,7 +89,7 @@ def naive_pool(y, s):
 )
 def test_conv_matches_naive_loop(conv_way, padding, kernel, pool, c_in, side):
     rng = np.random.default_rng(12)
-    layer = I.Conv2D(c_in, 4, kernel, rng, padding=padding, pool=pool, dtype=F64)
+    layer = Conv2D(c_in, 4, kernel, rng, padding=padding, pool=pool, dtype=F64)
     layer.params["b"][...] = rng.standard_normal(4)
     x = rng.standard_normal((2, c_in) + side)
     expected = naive_pool(naive_conv(x, layer.params["w"], layer.params["b"], padding), pool)
@@ -100,18 +101,18 @@ def test_conv_matches_naive_loop(conv_way, padding, kernel, pool, c_in, side):
 
 def test_winograd_takes_the_3x3_padding_1_layers_with_several_input_channels():
     rng = np.random.default_rng(0)
-    assert I.Conv2D(2, 4, 3, rng, padding=1, pool=2)._winograd()
-    assert I.Conv2D(32, 64, 3, rng, padding=1)._winograd()
-    assert not I.Conv2D(1, 32, 3, rng, padding=1, pool=2)._winograd()  # one input channel: a K = 1 product
-    assert not I.Conv2D(2, 4, 3, rng, padding=0)._winograd()
-    assert not I.Conv2D(2, 4, 5, rng, padding=1)._winograd()
-    assert not I.Conv2D(2, 4, 3, rng, padding=1, pool=3)._winograd()
+    assert Conv2D(2, 4, 3, rng, padding=1, pool=2)._winograd()
+    assert Conv2D(32, 64, 3, rng, padding=1)._winograd()
+    assert not Conv2D(1, 32, 3, rng, padding=1, pool=2)._winograd()  # one input channel: a K = 1 product
+    assert not Conv2D(2, 4, 3, rng, padding=0)._winograd()
+    assert not Conv2D(2, 4, 5, rng, padding=1)._winograd()
+    assert not Conv2D(2, 4, 3, rng, padding=1, pool=3)._winograd()
 
 
 @pytest.mark.parametrize("padding", [0, 1, 2])
 def test_conv_gradients(conv_way, padding):
     rng = np.random.default_rng(13 + padding)
-    layer = I.Conv2D(2, 3, 3, rng, padding=padding, dtype=F64)
+    layer = Conv2D(2, 3, 3, rng, padding=padding, dtype=F64)
     layer.params["b"][...] = rng.standard_normal(3)
     check_gradients([layer], images(rng.standard_normal((2, 2, 5, 6))))
 
@@ -119,21 +120,21 @@ def test_conv_gradients(conv_way, padding):
 @pytest.mark.parametrize("shape", [(2, 2, 6, 5), (2, 3, 7, 7), (1, 2, 4, 8)])
 def test_conv_with_pool_gradients(conv_way, shape):
     rng = np.random.default_rng(22)
-    layer = I.Conv2D(shape[1], 3, 3, rng, padding=1, pool=2, dtype=F64)
+    layer = Conv2D(shape[1], 3, 3, rng, padding=1, pool=2, dtype=F64)
     layer.params["b"][...] = rng.standard_normal(3)
     check_gradients([layer], images(rng.standard_normal(shape)))
 
 
 def test_conv_even_kernel_gradients():
     rng = np.random.default_rng(16)
-    layer = I.Conv2D(2, 2, 2, rng, padding=1, dtype=F64)
+    layer = Conv2D(2, 2, 2, rng, padding=1, dtype=F64)
     check_gradients([layer], images(rng.standard_normal((2, 2, 4, 3))))
 
 
 @pytest.mark.parametrize("pool", [1, 2])
 def test_conv_without_input_gradient(pool):
     rng = np.random.default_rng(17)
-    layer = I.Conv2D(1, 3, 3, rng, padding=1, input_grad=False, pool=pool, dtype=F64)
+    layer = Conv2D(1, 3, 3, rng, padding=1, input_grad=False, pool=pool, dtype=F64)
     x = images(rng.standard_normal((2, 1, 5, 5)))
     out = layer.forward(x, True)
     assert layer.backward(np.ones(out.shape)) is None
@@ -143,8 +144,8 @@ def test_conv_without_input_gradient(pool):
 def test_conv_float32_matches_float64(conv_way):
     rng = np.random.default_rng(18)
     for pool in (1, 2):
-        layer32 = I.Conv2D(4, 5, 3, np.random.default_rng(0), padding=1, pool=pool)
-        layer64 = I.Conv2D(4, 5, 3, np.random.default_rng(0), padding=1, pool=pool, dtype=F64)
+        layer32 = Conv2D(4, 5, 3, np.random.default_rng(0), padding=1, pool=pool)
+        layer64 = Conv2D(4, 5, 3, np.random.default_rng(0), padding=1, pool=pool, dtype=F64)
         x = images(rng.standard_normal((3, 4, 7, 7)))
         out32 = layer32.forward(x.astype(np.float32), True)
         assert out32.dtype == np.float32
@@ -170,10 +171,10 @@ def test_conv_with_pool_is_conv_then_maxpool(conv_way, pool, padding, shape, inp
     position of a window the same value, the bias)."""
     rng = np.random.default_rng(21)
     c_in = shape[1]
-    fused = I.Conv2D(
+    fused = Conv2D(
         c_in, 4, 3, np.random.default_rng(0), padding=padding, input_grad=input_grad, pool=pool, dtype=F64
     )
-    plain = I.Conv2D(c_in, 4, 3, np.random.default_rng(0), padding=padding, input_grad=input_grad, dtype=F64)
+    plain = Conv2D(c_in, 4, 3, np.random.default_rng(0), padding=padding, input_grad=input_grad, dtype=F64)
     fused.params["b"][...] = plain.params["b"][...] = rng.standard_normal(4)
     x = rng.standard_normal(shape)
     x[0] = 0.0  # a blank image: four-way ties in every window
@@ -202,8 +203,8 @@ def test_winograd_and_im2col_agree_in_float32_at_the_best_presets_shapes(monkeyp
     x = images(rng.standard_normal((8, 32, 14, 14)).astype(np.float32))
     results = []
     for way in (True, False):
-        monkeypatch.setattr(I.Conv2D, "use_winograd", way)
-        layer = I.Conv2D(32, 64, 3, np.random.default_rng(1), padding=1, pool=2)
+        monkeypatch.setattr(Conv2D, "use_winograd", way)
+        layer = Conv2D(32, 64, 3, np.random.default_rng(1), padding=1, pool=2)
         out = layer.forward(x, True).copy()
         grad_in = layer.backward(
             np.random.default_rng(2).standard_normal(out.shape).astype(np.float32)
@@ -214,7 +215,7 @@ def test_winograd_and_im2col_agree_in_float32_at_the_best_presets_shapes(monkeyp
 
 
 def test_he_initialisation_conv():
-    layer = I.Conv2D(32, 64, 3, np.random.default_rng(0), padding=1)
+    layer = Conv2D(32, 64, 3, np.random.default_rng(0), padding=1)
     w = layer.params["w"]
     assert w.dtype == np.float32 and w.shape == (64, 32, 3, 3)
     expected = np.sqrt(2 / (32 * 9))
@@ -298,11 +299,11 @@ def test_cnn_chain_gradients(conv_way):
     rng = np.random.default_rng(21)
     chain = [
         I.Reshape((1, 6, 6)),
-        I.Conv2D(1, 2, 3, rng, padding=1, dtype=F64),
+        Conv2D(1, 2, 3, rng, padding=1, dtype=F64),
         L.BatchNorm(2, dtype=F64),
         L.ReLU(),
         I.MaxPool2D(2),
-        I.Conv2D(2, 3, 3, rng, padding=1, pool=2, dtype=F64),
+        Conv2D(2, 3, 3, rng, padding=1, pool=2, dtype=F64),
         L.LeakyReLU(0.1),
         I.Flatten(),
         L.Dense(3, 4, rng, dtype=F64),

@@ -1,7 +1,8 @@
 """The neural network, from scratch in NumPy: what the notebook the kit grew from built.
 
     layers.py        Dense, the activations (a registry), Dropout, BatchNorm
-    image_layers.py  Conv2D (Winograd or im2col, pooling fused), MaxPool2D, Reshape, Flatten
+    conv.py          Conv2D: a 3x3 convolution with its block's pooling fused, Winograd or im2col
+    image_layers.py  the image layout, MaxPool2D, Reshape, Flatten
     losses.py        softmax fused with cross-entropy
     optim.py         the flat parameter store and the optimisers (a registry)
     schedules.py     learning-rate schedules (a registry)

@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 
 from kit.core.blas import blas_threads_now, limit_blas
-from kit.nn import image_layers
 from kit.nn import layers as L
+from kit.nn.conv import Conv2D
 from kit.nn.network import Network
 from kit.nn.optim import Optimizer
 
@@ -52,7 +52,7 @@ class Replicas:
     @classmethod
     def for_cores(cls, network: Network) -> Replicas:
         """One network per BLAS thread for a convolutional network, else the network alone."""
-        conv = any(isinstance(layer, image_layers.Conv2D) for layer in network.layers)
+        conv = any(isinstance(layer, Conv2D) for layer in network.layers)
         return cls(network, blas_threads_now() if conv else 1)
 
     def parts(self, n_rows: int) -> list[slice]:

@@ -30,6 +30,7 @@ from kit.core.mnist import IMAGE_SIDE, N_CLASSES, N_PIXELS
 from kit.core.version import VERSION
 from kit.nn import image_layers
 from kit.nn import layers as L
+from kit.nn.conv import Conv2D
 from kit.run.model import Model
 
 OPSET = 17
@@ -123,7 +124,7 @@ def _layer_nodes(
             for n, v in (("gamma", gamma), ("beta", beta), ("running_mean", mean), ("running_var", var))
         ]
         return graph.node("BatchNormalization", inputs, hint, epsilon=float(layer.eps)), shape
-    if kind is image_layers.Conv2D:
+    if kind is Conv2D:
         w, b = layer.params["w"], layer.params["b"]
         c_out, c_in, k, k2 = w.shape
         p = int(layer.padding)

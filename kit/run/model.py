@@ -25,6 +25,7 @@ from kit.core.mnist import IMAGE_SIDE, N_CLASSES, N_PIXELS
 from kit.data.augment import tta_views
 from kit.nn import image_layers
 from kit.nn import layers as L
+from kit.nn.conv import Conv2D
 from kit.nn.network import Network
 from kit.nn.replicas import Replicas
 
@@ -49,7 +50,7 @@ def build_network(
                 last = i == config.convs_per_block - 1
                 fused = last and model_format >= 2
                 layers.append(
-                    image_layers.Conv2D(
+                    Conv2D(
                         channels_in,
                         channels,
                         3,
