@@ -9,11 +9,9 @@ The rule, fixed and the same on every machine:
 
 Why no per-machine measurement: on a 2-core VM the faster choice for the reference MLP swung
 between 1 and 2 threads from one hour to the next, so a cached answer was often the slower one
-and made results depend on a file the user never saw. `tools/thread_rule.py` measures the rule,
-interleaved; on 2026-11-28 (2-core Intel Xeon VM) one thread was 7-10% faster for the reference
-network (784-128-64-10, batch 64) and two threads 1.21x faster for the default preset's
-784-512-256-10 at batch 128: all cores is the rule that is never far off. THREADS=1 is there
-for the smallest networks.
+and made results depend on a file the user never saw. `tools/thread_rule.py` measures the rule
+against one thread and a plain NumPy loop, interleaved (docs/performance.md has the numbers):
+all cores is the rule that is never far off; THREADS=1 is there for the smallest networks.
 """
 
 from __future__ import annotations
