@@ -47,8 +47,12 @@ def test_activation_values():
     np.testing.assert_allclose(L.Sigmoid().forward(x.copy(), True), 1 / (1 + np.exp(-x)))
 
 
-def test_activations_registry_complete():
-    assert set(L.ACTIVATIONS) == {"relu", "leaky_relu", "tanh", "sigmoid"}
+def test_the_config_offers_every_registered_activation():
+    """A new activation is one class and one registry line: ACTIVATION= then offers it."""
+    from kit.config import choices
+
+    assert choices("activation") == tuple(L.ACTIVATIONS)
+    assert all(issubclass(kind, L.Layer) for kind in L.ACTIVATIONS.values())
 
 
 # --------------------------------------------------------------------------- dropout
