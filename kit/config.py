@@ -81,104 +81,62 @@ class Config:
     """Every setting of a run. Adding a hyperparameter is one line here (plus its use): its
     flag (`kit train --help`), Make variable (`make help`), checks and README row follow."""
 
+    # A setting per entry, each its own table row (kept as written, not reformatted).
+    # fmt: off
     # --- what to train
-    preset: str = option(
-        "default",
-        "named configuration the other values start from",
-        choices="PRESETS",
-        not_swept="the base is PRESET=, not a swept value",
-    )
+    preset: str = option("default", "named configuration the other values start from", choices="PRESETS",
+                         not_swept="the base is PRESET=, not a swept value")
     arch: str = option("mlp", "network family (cnn: conv blocks, then dense layers)", choices="ARCHS")
     hidden: tuple[int, ...] = option((128, 64), "hidden dense sizes, e.g. 128,64", at_least=1)
-    conv_channels: tuple[int, ...] = option(
-        (32, 64),
-        "cnn: channels per conv block (3x3 conv, 2x2 max-pool), e.g. 32,64",
-        make="CHANNELS",
-        flag="--channels",
-        at_least=1,
-        needs=CNN,
-    )
-    convs_per_block: int = option(
-        1, "cnn: 3x3 convolutions (each with batch norm and activation) per block", at_least=1, needs=CNN
-    )
+    conv_channels: tuple[int, ...] = option((32, 64), "cnn: channels per conv block (3x3 conv, 2x2 "
+                                            "max-pool), e.g. 32,64", make="CHANNELS", flag="--channels",
+                                            at_least=1, needs=CNN)
+    convs_per_block: int = option(1, "cnn: 3x3 convolutions (each with batch norm and activation) per block",
+                                  at_least=1, needs=CNN)
     activation: str = option("relu", "hidden activation", choices="ACTIVATIONS")
-    dropout: float = option(
-        0.0, "drop probability after each hidden dense layer (0 = off)", at_least=0, below=1
-    )
+    dropout: float = option(0.0, "drop probability after each hidden dense layer (0 = off)", at_least=0,
+                            below=1)
     batch_norm: bool = option(False, "batch normalisation before each hidden activation")
     # --- how to train
     optimizer: str = option("sgd", "optimiser", choices="OPTIMIZERS")
     lr: float = option(0.01, "(peak) learning rate", above=0)
-    momentum: float = option(
-        0.9,
-        "momentum / nesterov: velocity decay; adam, adamw: beta1",
-        at_least=0,
-        below=1,
-        needs=Needs("optimizer", ("sgd",), other_than=True),
-    )
-    weight_decay: float = option(
-        0.0, "L2 penalty (sgd, momentum, adam) or decoupled decay (adamw)", at_least=0
-    )
+    momentum: float = option(0.9, "momentum / nesterov: velocity decay; adam, adamw: beta1", at_least=0,
+                             below=1, needs=Needs("optimizer", ("sgd",), other_than=True))
+    weight_decay: float = option(0.0, "L2 penalty (sgd, momentum, adam) or decoupled decay (adamw)",
+                                 at_least=0)
     schedule: str = option("constant", "learning-rate schedule", choices="SCHEDULES")
-    warmup_epochs: float = option(
-        0.0,
-        "warmup_cosine: epochs of linear warm-up",
-        at_least=0,
-        needs=Needs("schedule", ("warmup_cosine",)),
-    )
+    warmup_epochs: float = option(0.0, "warmup_cosine: epochs of linear warm-up", at_least=0,
+                                  needs=Needs("schedule", ("warmup_cosine",)))
     label_smoothing: float = option(0.0, "share of the target spread over all classes", at_least=0, below=1)
     grad_clip: float = option(0.0, "clip the global gradient norm to this (0 = off)", at_least=0)
     epochs: int = option(20, "passes over the training rows", at_least=1)
     batch_size: int = option(64, "rows per gradient step", make="BATCH", flag="--batch", at_least=1)
-    patience: int = option(
-        0, "early stop after N epochs without a better validation score (0 = off)", at_least=0
-    )
+    patience: int = option(0, "early stop after N epochs without a better validation score (0 = off)",
+                           at_least=0)
     # --- data
-    val_fraction: float = option(
-        0.1, "stratified validation share (0 = train on all rows)", at_least=0, below=1
-    )
+    val_fraction: float = option(0.1, "stratified validation share (0 = train on all rows)", at_least=0,
+                                 below=1)
     augment: bool = option(False, "random shifts, rotations and zoom of training images, on the fly")
     max_shift: float = option(2.0, "augment: largest shift in pixels", at_least=0, needs=AUGMENT)
     max_rotate: float = option(10.0, "augment: largest rotation in degrees", at_least=0, needs=AUGMENT)
     max_scale: float = option(0.1, "augment: largest relative zoom in or out", at_least=0, needs=AUGMENT)
-    max_warp: float = option(
-        0.0,
-        "augment: elastic warp, largest displacement in pixels of a smooth random field (0 = off)",
-        at_least=0,
-        needs=AUGMENT,
-    )
+    max_warp: float = option(0.0, "augment: elastic warp, largest displacement in pixels of a smooth random "
+                             "field (0 = off)", at_least=0, needs=AUGMENT)
     # --- after training
-    refit: bool = option(
-        False,
-        "retrain on all rows (train + validation) for the best epoch's count",
-        not_swept="a refit does not change the validation accuracy a sweep ranks by",
-    )
-    ensemble: int = option(
-        1, "members trained with different seeds; their probabilities are averaged", at_least=1
-    )
-    tta: bool = option(
-        False,
-        "test-time augmentation: average predictions over small shifts",
-        not_swept="test-time augmentation does not change the validation accuracy a sweep ranks by",
-    )
+    refit: bool = option(False, "retrain on all rows (train + validation) for the best epoch's count",
+                         not_swept="a refit does not change the validation accuracy a sweep ranks by")
+    ensemble: int = option(1, "members trained with different seeds; their probabilities are averaged",
+                           at_least=1)
+    tta: bool = option(False, "test-time augmentation: average predictions over small shifts",
+                       not_swept="test-time augmentation does not change the validation accuracy a sweep "
+                       "ranks by")
     # --- bookkeeping
     seed: int = option(0, "the one seed: init, split, shuffle, dropout, augmentation", at_least=0)
-    eval_batch_size: int = option(
-        4096,
-        "rows per forward pass when evaluating and predicting",
-        make="EVAL_BATCH",
-        flag="--eval-batch",
-        at_least=1,
-        speed_only=True,
-    )
-    blas_threads: int = option(
-        0,
-        "BLAS threads for training (0 = all cores; see kit/core/blas.py)",
-        make="THREADS",
-        flag="--threads",
-        at_least=0,
-        speed_only=True,
-    )
+    eval_batch_size: int = option(4096, "rows per forward pass when evaluating and predicting",
+                                  make="EVAL_BATCH", flag="--eval-batch", at_least=1, speed_only=True)
+    blas_threads: int = option(0, "BLAS threads for training (0 = all cores; see kit/core/blas.py)",
+                               make="THREADS", flag="--threads", at_least=0, speed_only=True)
+    # fmt: on
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
