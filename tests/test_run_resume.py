@@ -160,4 +160,9 @@ def test_resume_refuses_settings_it_would_ignore(competition, tmp_path, capsys, 
         "error: EPOCHS=5: a resumed run keeps its own settings; drop it, or train a new run without RESUME="
     ]
     assert main([*common, "--resume", stopped.name]) == 0
-    assert json.loads((stopped / "metrics.json").read_text())["best_epoch"] >= 1
+    with open(stopped / "history.csv") as handle:
+        assert [row.split(",")[1] for row in handle.read().splitlines()[1:]] == ["1", "2", "3"]
+    assert (
+        not (stopped / "resume.npz").exists()
+        and json.loads((stopped / "metrics.json").read_text())["n_val"] == 30
+    )
