@@ -72,7 +72,7 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## make or refresh the virtual environment
 
-demo: $(STAMP) ## train and submit on the bundled real sample (offline, about a minute); takes the training variables
+demo: $(STAMP) ## train, submit and report on the bundled real sample, offline; takes the training variables
 	$(KIT) demo --make-vars "$(CMDLINE_VARS)"
 
 data: $(STAMP) ## download the competition files into data/ (Kaggle credentials needed; ZIP= for a local archive)

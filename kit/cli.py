@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", default="models", help="folder of runs (default: models)")
     p.add_argument("--uploads", default="submissions/history.csv", help="what `make upload` recorded")
 
-    p = sub.add_parser("demo", help="train and submit on the bundled real sample (offline, ~1 minute)")
+    p = sub.add_parser("demo", help="train, submit and report on the bundled real sample, offline")
     add_config_flags(p)  # every training setting works here too; EPOCHS defaults to the demo's
 
     p = sub.add_parser("data",

@@ -136,7 +136,7 @@ def resolve_model(path: str | os.PathLike, demo_fallback: bool = False) -> Path:
         log(f"no run of `make train` in {path}/; using the demo's latest run ({model_file.parent})")
         return model_file
     raise KitError(
-        f"{path}: no trained model there; run `make demo` (a minute, on the bundled sample) or "
+        f"{path}: no trained model there; run `make demo` (on the bundled sample) or "
         f"`make train` first, or give MODEL=path/to/run"
     )
 
