@@ -1,3 +1,5 @@
+"""`python -m kit`: the command line (kit/cli.py)."""
+
 import sys
 
 from kit.cli import main

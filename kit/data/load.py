@@ -1,4 +1,4 @@
-"""Loading and checking the competition CSVs, the binary cache, and the train/validation split.
+"""Loading and checking the competition CSVs, and their binary cache (the split: kit.data.split).
 
 Kaggle's layout:
     train.csv   label,pixel0,...,pixel783     one row per image, ints 0..255, label 0..9
