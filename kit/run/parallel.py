@@ -178,7 +178,7 @@ def run_each(
             finished = Parallel(n_jobs=n_jobs, backend=backend, return_as="generator_unordered")(jobs)
         for index, outcome in finished:
             if outcome.run_dir is not None:
-                outcome.run_dir = _place(outcome.run_dir, configs[index], model_dir)
+                outcome.run_dir = place_run(outcome.run_dir, configs[index], model_dir)
                 point_latest(model_dir, outcome.run_dir.name)
             yield index, outcome
     except BaseException:
@@ -186,14 +186,14 @@ def run_each(
         for config, folder in zip(configs, private):
             for run_dir in sorted(Path(folder).iterdir()) if Path(folder).is_dir() else []:
                 if not run_dir.is_symlink() and (run_dir / "model.npz").is_file():
-                    _place(run_dir, config, model_dir)
+                    place_run(run_dir, config, model_dir)
         raise
     finally:
         for folder in private:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def _place(run_dir: Path, config, model_dir: Path) -> Path:
+def place_run(run_dir: Path, config, model_dir: Path) -> Path:
     """Move a finished run folder into model_dir, under a fresh name if its own is taken."""
     run_id = run_dir.name
     if (model_dir / run_id).exists():

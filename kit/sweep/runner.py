@@ -135,7 +135,7 @@ def _place_files(sweep: Sweep, trial: Trial, result: dict, model_dir: Path) -> T
     """Write a worker's run files into a private folder in model_dir, tag them, then move the
     whole folder into place (so models/ never holds half a run)."""
     from kit.run.folders import point_latest
-    from kit.run.parallel import _place
+    from kit.run.parallel import place_run
 
     if result["error"]:
         return TrialOutcome(trial, None, result["seconds"], result["worker"], result["error"])
@@ -146,7 +146,7 @@ def _place_files(sweep: Sweep, trial: Trial, result: dict, model_dir: Path) -> T
         for name, content in result["files"].items():
             (run_dir / name).write_bytes(content)
         tag_run(run_dir, sweep.id, trial.number)
-        placed = _place(run_dir, trial.config, model_dir)
+        placed = place_run(run_dir, trial.config, model_dir)
         point_latest(model_dir, placed.name)
     finally:
         shutil.rmtree(private, ignore_errors=True)
