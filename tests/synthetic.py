@@ -57,3 +57,8 @@ def write_competition(folder: Path, n_train: int = 300, n_test: int = 100) -> Pa
     write_test(folder / "test.csv", n_test)
     write_sample_submission(folder / "sample_submission.csv", n_test)
     return folder
+
+
+def train_argv(train_csv, model_dir, *extra: str) -> list[str]:
+    """`kit train` on this train.csv into this folder of runs, then `extra` flags."""
+    return ["train", "--train", str(train_csv), "--model-dir", str(model_dir), *extra]

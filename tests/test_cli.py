@@ -18,7 +18,7 @@ from kit.config import make_config
 from kit.data.submission import check_submission_file, read_submission
 from kit.run.model import Model
 from kit.run.train import train_run
-from synthetic import write_competition
+from synthetic import train_argv, write_competition
 
 FAST = ["--hidden", "32,16", "--batch", "32", "--augment", "0"]
 
@@ -37,11 +37,7 @@ def test_train_then_submit_through_the_cli(competition, tmp_path, capsys):
     models = tmp_path / "models"
     code = main(
         [
-            "train",
-            "--train",
-            str(competition / "train.csv"),
-            "--model-dir",
-            str(models),
+            *train_argv(competition / "train.csv", models),
             "--preset",
             "reference",
             "--epochs",
@@ -180,11 +176,7 @@ def test_bad_flag_values_give_one_line(tmp_path, competition, capsys):
 def test_divergence_is_reported(tmp_path, competition, capsys):
     code = main(
         [
-            "train",
-            "--train",
-            str(competition / "train.csv"),
-            "--model-dir",
-            str(tmp_path / "m"),
+            *train_argv(competition / "train.csv", tmp_path / "m"),
             "--preset",
             "reference",
             "--lr",

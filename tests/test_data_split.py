@@ -9,6 +9,7 @@ from kit.cli import main
 from kit.core.errors import KitError
 from kit.data.load import load_train
 from kit.data.split import require_two_classes, split_rows
+from synthetic import train_argv
 
 HEADER = "label," + ",".join(f"pixel{i}" for i in range(784))
 
@@ -48,11 +49,7 @@ def test_one_label_is_refused_with_or_without_validation(tmp_path, val_fraction)
     path = write_rows(tmp_path / "train.csv", [0] * 30)
     code = main(
         [
-            "train",
-            "--train",
-            str(path),
-            "--model-dir",
-            str(tmp_path / "models"),
+            *train_argv(path, tmp_path / "models"),
             "--epochs",
             "1",
             "--val-fraction",

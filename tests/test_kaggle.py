@@ -775,18 +775,14 @@ def test_the_sign_in_at_import_is_bounded_by_the_timeout(fake, tmp_path):
 def test_make_runs_shows_the_public_score_an_upload_recorded(fake, env_for, tmp_path, capsys):
     """train -> submit -> upload (fake Kaggle) -> runs: the run's row carries the score Kaggle returned."""
     from kit.cli import main
-    from synthetic import write_competition
+    from synthetic import train_argv, write_competition
 
     data = write_competition(tmp_path / "data", n_train=200, n_test=30)
     models, subs = tmp_path / "models", tmp_path / "submissions"
     assert (
         main(
             [
-                "train",
-                "--train",
-                str(data / "train.csv"),
-                "--model-dir",
-                str(models),
+                *train_argv(data / "train.csv", models),
                 "--preset",
                 "reference",
                 "--epochs",

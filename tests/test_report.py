@@ -23,7 +23,7 @@ from kit.report.runs_table import list_runs
 from kit.run.model import Model
 from kit.run.predict import submit_run
 from kit.run.train import train_run
-from synthetic import write_competition
+from synthetic import train_argv, write_competition
 
 UPLOAD_HEADER = ["date", "run_id", "file", "message", "status", "public_score", "ref"]
 
@@ -223,11 +223,7 @@ def test_report_of_a_missing_folder_is_one_line(tmp_path, capsys):
 @pytest.mark.slow  # trains two runs through the CLI (> 2 s)
 def test_train_writes_the_report_unless_told_not_to(competition, tmp_path, capsys):
     args = [
-        "train",
-        "--train",
-        str(competition / "train.csv"),
-        "--model-dir",
-        str(tmp_path / "m"),
+        *train_argv(competition / "train.csv", tmp_path / "m"),
         "--preset",
         "reference",
         "--epochs",

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from kit.cli import main
-from synthetic import write_competition
+from synthetic import train_argv, write_competition
 
 FAST = ["--hidden", "32,16", "--batch", "32", "--augment", "0"]
 
@@ -25,11 +25,7 @@ def test_submit_refuses_mismatch_with_sample_and_keeps_old_file(competition, tmp
     assert (
         main(
             [
-                "train",
-                "--train",
-                str(competition / "train.csv"),
-                "--model-dir",
-                str(models),
+                *train_argv(competition / "train.csv", models),
                 "--epochs",
                 "1",
                 *FAST,
@@ -74,11 +70,7 @@ def test_validate_scores_the_runs_own_validation_rows_again(competition, tmp_pat
     assert (
         main(
             [
-                "train",
-                "--train",
-                str(competition / "train.csv"),
-                "--model-dir",
-                str(models),
+                *train_argv(competition / "train.csv", models),
                 "--preset",
                 "reference",
                 "--epochs",
@@ -111,11 +103,7 @@ def test_validate_refuses_a_run_without_validation_rows(competition, tmp_path, c
     assert (
         main(
             [
-                "train",
-                "--train",
-                str(competition / "train.csv"),
-                "--model-dir",
-                str(models),
+                *train_argv(competition / "train.csv", models),
                 "--epochs",
                 "1",
                 *FAST,

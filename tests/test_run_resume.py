@@ -14,7 +14,7 @@ from kit.cli import main
 from kit.config import make_config
 from kit.run import train as train_module
 from kit.run.trainer import Trainer
-from synthetic import write_competition
+from synthetic import train_argv, write_competition
 
 
 @pytest.fixture(scope="module")
@@ -89,11 +89,7 @@ def test_a_resumed_run_ends_exactly_where_an_unstopped_one_does(
     assert (
         main(
             [
-                "train",
-                "--train",
-                str(competition / "train.csv"),
-                "--model-dir",
-                str(tmp_path / "stopped"),
+                *train_argv(competition / "train.csv", tmp_path / "stopped"),
                 "--resume",
                 stopped.name,
             ]
@@ -118,11 +114,7 @@ def test_resume_refuses_a_finished_run_and_a_non_run(competition, tmp_path, caps
     assert (
         main(
             [
-                "train",
-                "--train",
-                str(competition / "train.csv"),
-                "--model-dir",
-                str(models),
+                *train_argv(competition / "train.csv", models),
                 "--preset",
                 "reference",
                 "--epochs",

@@ -16,7 +16,7 @@ from kit.data.submission import read_submission
 from kit.run import train as train_module
 from kit.run.model import Model
 from kit.run.trainer import Trainer, fit
-from synthetic import write_competition
+from synthetic import train_argv, write_competition
 
 
 @pytest.fixture(scope="module")
@@ -29,11 +29,7 @@ def test_cnn_ensemble_with_refit_and_tta_from_train_to_submission(competition, t
     assert (
         main(
             [
-                "train",
-                "--train",
-                str(competition / "train.csv"),
-                "--model-dir",
-                str(models),
+                *train_argv(competition / "train.csv", models),
                 "--preset",
                 "best",
                 "--epochs",
@@ -144,11 +140,7 @@ def test_a_run_that_fails_in_its_first_epoch_leaves_no_folder(competition, tmp_p
     assert (
         main(
             [
-                "train",
-                "--train",
-                str(competition / "train.csv"),
-                "--model-dir",
-                str(models),
+                *train_argv(competition / "train.csv", models),
                 "--preset",
                 "reference",
                 "--epochs",

@@ -18,21 +18,8 @@ from kit.config import format_value
 from kit.sweep.plan import plan_sweep
 from kit.sweep.runner import run_sweep
 from kit.sweep.space import read_space
+from sweep_files import TINY_SPACE, sweep_args, write_space
 from synthetic import write_train
-
-TINY_SPACE = """
-method = "random"
-trials = 4
-
-[fixed]
-epochs = 2
-hidden = [16]
-batch_size = 32
-
-[space]
-lr = { log_uniform = [0.005, 0.05] }
-dropout = [0.0, 0.2]
-"""
 
 
 @pytest.fixture(scope="module")
@@ -40,32 +27,9 @@ def train_csv(tmp_path_factory) -> Path:
     return write_train(tmp_path_factory.mktemp("sweep-data") / "train.csv", n=400)
 
 
-def write_space(folder: Path, text: str = TINY_SPACE, name: str = "tiny.toml") -> Path:
-    path = folder / name
-    path.write_text(text)
-    return path
-
-
 def read_rows(sweep_folder: Path) -> list[dict]:
     with open(sweep_folder / "results.csv", newline="") as handle:
         return list(csv.DictReader(handle))
-
-
-def sweep_args(space: Path, train_csv: Path, tmp_path: Path, *extra: str) -> list[str]:
-    return [
-        "sweep",
-        "--space",
-        str(space),
-        "--train",
-        str(train_csv),
-        "--model-dir",
-        str(tmp_path / "models"),
-        "--sweep-dir",
-        str(tmp_path / "sweeps"),
-        "--preset",
-        "reference",
-        *extra,
-    ]
 
 
 def run_folders(models: Path) -> list[Path]:

@@ -10,49 +10,13 @@ import pytest
 
 from kit.cli import main
 from kit.sweep.space import read_space
+from sweep_files import sweep_args, write_space
 from synthetic import write_train
-
-TINY_SPACE = """
-method = "random"
-trials = 4
-
-[fixed]
-epochs = 2
-hidden = [16]
-batch_size = 32
-
-[space]
-lr = { log_uniform = [0.005, 0.05] }
-dropout = [0.0, 0.2]
-"""
 
 
 @pytest.fixture(scope="module")
 def train_csv(tmp_path_factory) -> Path:
     return write_train(tmp_path_factory.mktemp("space-data") / "train.csv", n=100)
-
-
-def write_space(folder: Path, text: str = TINY_SPACE, name: str = "tiny.toml") -> Path:
-    path = folder / name
-    path.write_text(text)
-    return path
-
-
-def sweep_args(space: Path, train_csv: Path, tmp_path: Path, *extra: str) -> list[str]:
-    return [
-        "sweep",
-        "--space",
-        str(space),
-        "--train",
-        str(train_csv),
-        "--model-dir",
-        str(tmp_path / "models"),
-        "--sweep-dir",
-        str(tmp_path / "sweeps"),
-        "--preset",
-        "reference",
-        *extra,
-    ]
 
 
 BAD_SPACES = [

@@ -70,8 +70,9 @@ def run_rows(model_file: Path, model: Model, train_path: str | os.PathLike | Non
     config = model.config
     dataset = load_train(train_path)
     train_idx, val_idx, _ = run_split(dataset.y, config.val_fraction, config.seed)
-    x = dataset.x.astype(np.float32)
-    return x[train_idx], x[val_idx], dataset.y[val_idx].astype(np.int64)
+    # the graph's input is the raw 0..255 values as float32: only the two parts are converted
+    x_train, x_val = (dataset.x[idx].astype(np.float32) for idx in (train_idx, val_idx))
+    return x_train, x_val, dataset.y[val_idx].astype(np.int64)
 
 
 def quantize_onnx(float_path: Path, out_path: Path, calibration_rows: np.ndarray, batch: int = 500) -> None:
